@@ -1,0 +1,32 @@
+# Face Video Deblurring via 3D Facial Priors — set-up, demo and tests.
+# `make demo` and `make test` create the virtual environment on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(VENV)/bin/pip
+STAMP   = $(VENV)/.installed
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED = 1
+
+.PHONY: venv demo test bench clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-test.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt -r requirements-test.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) demo/run_demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/bench_deblur.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,132 @@
+"""Shared file helpers for every stage: atomic writes, image/landmark/coefficient reading.
+
+Every stage of the pipeline writes files that the next stage reads, and every stage can be
+interrupted and re-run. Outputs are therefore written under a temporary name in the same
+folder and renamed into place, so a reader never sees a truncated file; inputs that cannot be
+read raise `InputError`, one message that names the file and the problem.
+
+Packages downstream (facePointDetection, faceReconstruction, deblur) import from here; this
+module imports nothing from them (data and imports flow one way).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+class InputError(ValueError):
+    """Bad user input: the message names the file (or folder) and what is wrong with it."""
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=None):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    The temporary name keeps the extension (or `suffix`) so libraries that pick a format from
+    the name (PIL, OpenCV, imageio) still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ext = suffix if suffix is not None else path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{ext}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_image(path, array) -> None:
+    """Write an HxW, HxWx3 or HxWx4 uint8 array atomically (format from the extension)."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise TypeError(f"write_image({path}): expected uint8, got {array.dtype}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format=_pil_format(path))
+
+
+def write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def _pil_format(path) -> str:
+    ext = Path(path).suffix.lower()
+    return {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}.get(ext, "PNG")
+
+
+def read_image(path, mode: str = "RGB") -> np.ndarray:
+    """Read an image as a uint8 array (HxWx3 for RGB, HxWx4 for RGBA, HxW for L).
+
+    Raises InputError naming the file when it is missing, empty, truncated or not an image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert(mode))
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise InputError(f"{path}: cannot read image ({e})") from None
+
+
+def read_points(path, n: int = 5) -> np.ndarray:
+    """Read an `x y` per line landmark file (spaces or tabs) as an (n, 2) float array."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: landmark file not found")
+    try:
+        pts = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as e:
+        raise InputError(f"{path}: landmark file is not numeric ({e})") from None
+    if pts.shape != (n, 2):
+        raise InputError(f"{path}: expected {n} rows of 'x y', got an array of shape {pts.shape}")
+    if not np.all(np.isfinite(pts)):
+        raise InputError(f"{path}: landmark file contains NaN or infinite values")
+    return pts
+
+
+def write_points(path, pts) -> None:
+    pts = np.asarray(pts, dtype=np.float64)
+    write_text(path, "".join(f"{x:.4f} {y:.4f}\n" for x, y in pts))
+
+
+COEFF_SIZES = (239, 257)
+
+
+def read_coeff(path) -> np.ndarray:
+    """Read a face coefficient file: 239 or 257 floats, one row or one per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: coefficient file not found")
+    try:
+        c = np.loadtxt(path, dtype=np.float64).reshape(-1)
+    except ValueError as e:
+        raise InputError(f"{path}: coefficient file is not numeric ({e})") from None
+    if c.size not in COEFF_SIZES:
+        raise InputError(f"{path}: expected 239 or 257 coefficients, found {c.size}")
+    if not np.all(np.isfinite(c)):
+        raise InputError(f"{path}: coefficient file contains NaN or infinite values")
+    return c
+
+
+def write_coeff(path, coeff) -> None:
+    """Write coefficients as one text row (the original demo.py format)."""
+    c = np.asarray(coeff, dtype=np.float64).reshape(-1)
+    if c.size not in COEFF_SIZES:
+        raise ValueError(f"{path}: refusing to write {c.size} coefficients (expected 239 or 257)")
+    write_text(path, " ".join(f"{v:.8e}" for v in c) + "\n")
+
+
+def frame_name(index: int, ext: str = ".png") -> str:
+    """1-based frame index -> the original 5-digit name, e.g. 1 -> '00001.png'."""
+    return f"{index:05d}{ext}"
