@@ -1,0 +1,155 @@
+"""Training data: the original 8-column datalist read with tf.data.
+
+Corresponds to `DEBLUR.input_producer` in the original `models/model.py`. Each datalist line is
+
+    sharp blur_-2 blur_-1 blur_0 blur_1 blur_2 face_coeff.txt render.png
+
+(with 9 frames: sharp, blur_-4..blur_4, coeff, render). `sharp` is relative to `data_root`
+(./dataset), every other column to `train_root` (./training_set). As in the original, all
+coefficient files are read once up front and turned into 9x9 identity patches; the images are
+decoded in parallel, stacked, and cropped with ONE random window shared by inputs, render and
+target.
+
+Batches are a pure function of (seed, step): sample order comes from a per-epoch permutation
+seeded by (seed, epoch) and each crop from a stateless RNG seeded by (seed, step, slot). A run
+resumed at step s therefore sees exactly the batches an uninterrupted run sees from step s on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from deblur.network import coeff_patch, uses_coeff, uses_render
+from preprocess.fileio import InputError, read_coeff
+
+
+@dataclass
+class Sample:
+    sharp: str
+    blur: list
+    coeff: str | None
+    render: str | None
+
+
+def parse_datalist(path, data_root="./dataset", train_root="./training_set", n_frames=5,
+                   face="both") -> list[Sample]:
+    """Parse a datalist; malformed lines raise one InputError listing them."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: datalist not found")
+    need = 1 + n_frames + (2 if face != "none" else 0)
+    samples, bad = [], []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        cols = line.split()
+        if not cols:
+            continue
+        if len(cols) < need:
+            bad.append(f"line {lineno}: {len(cols)} columns, expected {1 + n_frames + 2}")
+            continue
+        blur = [str(Path(train_root) / c) for c in cols[1:1 + n_frames]]
+        coeff = str(Path(train_root) / cols[1 + n_frames]) if len(cols) > 1 + n_frames else None
+        render = str(Path(train_root) / cols[2 + n_frames]) if len(cols) > 2 + n_frames else None
+        samples.append(Sample(str(Path(data_root) / cols[0]), blur, coeff, render))
+    if bad:
+        raise InputError(f"{path}: {len(bad)} malformed line(s): " + "; ".join(bad[:5]))
+    if not samples:
+        raise InputError(f"{path}: datalist is empty")
+    return samples
+
+
+def validate(samples: list[Sample], face: str, patch_size: int, source: str) -> np.ndarray:
+    """Check every file before training; return the (N, 9, 9) coefficient patches.
+
+    Missing or unreadable images, frames smaller than the patch and bad coefficient files are
+    collected and reported together (count + first paths), so a broken dataset fails at once
+    instead of hours into training.
+    """
+    problems = []
+    patches = np.zeros((len(samples), 9, 9), np.float32)
+    for i, s in enumerate(samples):
+        images = [s.sharp, *s.blur] + ([s.render] if uses_render(face) else [])
+        for img in images:
+            p = Path(img)
+            if not p.is_file():
+                problems.append(f"{img} (missing)")
+                continue
+            try:
+                with Image.open(p) as im:
+                    w, h = im.size
+            except OSError as e:
+                problems.append(f"{img} (unreadable: {e.__class__.__name__})")
+                continue
+            if min(w, h) < patch_size and img == s.blur[len(s.blur) // 2]:
+                problems.append(f"{img} ({w}x{h} is smaller than --patch_size {patch_size})")
+        if uses_coeff(face):
+            try:
+                patches[i] = coeff_patch(read_coeff(s.coeff))
+            except InputError as e:
+                problems.append(str(e))
+    if problems:
+        raise InputError(f"{source}: {len(problems)} problem(s) in the training data, first ones:\n  "
+                         + "\n  ".join(problems[:10]))
+    return patches
+
+
+def sample_indices(n_samples: int, batch_size: int, seed: int, start_step: int, end_step: int):
+    """Yield (step, sample indices of that batch): epochs are seeded permutations."""
+    perms = {}
+    for step in range(start_step, end_step):
+        idx = []
+        for j in range(batch_size):
+            g = step * batch_size + j
+            epoch, pos = divmod(g, n_samples)
+            if epoch not in perms:
+                perms.clear()
+                perms[epoch] = np.random.default_rng([seed, epoch]).permutation(n_samples)
+            idx.append(perms[epoch][pos])
+        yield step, np.asarray(idx, np.int64)
+
+
+def make_dataset(samples: list[Sample], patches: np.ndarray, *, face: str, model: str,
+                 batch_size: int, patch_size: int, seed: int, start_step: int, end_step: int):
+    """tf.data pipeline yielding (inputs dict, target) batches for steps [start_step, end_step)."""
+    import tensorflow as tf
+
+    gray = model == "gray"
+    n_frames = len(samples[0].blur)
+    sharp = tf.constant([s.sharp for s in samples])
+    blur = tf.constant([s.blur for s in samples])
+    render = tf.constant([s.render or "" for s in samples])
+    coeffs = tf.constant(patches)
+
+    def decode(path):
+        img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        img = tf.cast(img, tf.float32) / 255.0
+        return tf.image.rgb_to_grayscale(img) if gray else img
+
+    def load(step, slot, index):
+        frames = [decode(blur[index][k]) for k in range(n_frames)]
+        parts = frames + [decode(sharp[index])]
+        if uses_render(face):
+            parts.append(decode(render[index]))
+        stack = tf.concat(parts, axis=-1)
+        crop = tf.image.stateless_random_crop(
+            stack, [patch_size, patch_size, stack.shape[-1]],
+            seed=tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + step, slot]))
+        c = 1 if gray else 3
+        x = {"blur": crop[..., : c * n_frames]}
+        if uses_render(face):
+            x["render"] = crop[..., c * (n_frames + 1):]
+        if uses_coeff(face):
+            x["coeff"] = tf.gather(coeffs, index)
+        return x, crop[..., c * n_frames: c * (n_frames + 1)]
+
+    def flat():
+        for step, idx in sample_indices(len(samples), batch_size, seed, start_step, end_step):
+            for slot, i in enumerate(idx):
+                yield step, slot, i
+
+    ds = tf.data.Dataset.from_generator(
+        flat, output_signature=(tf.TensorSpec((), tf.int64),) * 3)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,415 @@
+"""Evaluation of deblurred face videos: PSNR/SSIM (RGB and Y), dlib identity distance, strips.
+
+The original repository (rwenqi/3Dfacedeblurring) ships no evaluation code; the paper (Ren et
+al., "Face Video Deblurring using 3D Facial Priors", ICCV 2019, Tables 1-3) reports PSNR and
+SSIM of restored frames against the sharp frames and an identity distance from a face
+recognition network. This module reproduces those measurements with public tools:
+
+- PSNR: 10*log10(255^2 / MSE), MSE over every pixel and channel in float64 (uint8 inputs,
+  data range 255). Identical images give +inf (written as null in JSON, "inf" in CSV).
+- SSIM: the Wang et al. (2004) index exactly as scikit-image's `structural_similarity` computes
+  it by default (7x7 uniform window, K1=0.01, K2=0.03, sample covariance, borders of 3 pixels
+  cropped, mean over pixels and then over channels), data range 255.
+- Y: ITU-R BT.601 luma as MATLAB's rgb2ycbcr computes it for uint8 RGB,
+  Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255 with R, G, B in 0..255 (so Y in 16..235),
+  kept in float64 (not rounded) and scored with data range 255 - the convention of the
+  deblurring / super-resolution literature.
+- Identity distance: Euclidean distance between dlib's 128-d face descriptors
+  (dlib_face_recognition_resnet_model_v1.dat, 5-point alignment with
+  shape_predictor_5_face_landmarks.dat, both from the face-recognition-models package) of the
+  restored and the sharp frame; dlib's same-person threshold is 0.6. The face box comes from
+  dlib's HOG detector on the SHARP frame (largest face) and is used for every image of that
+  frame, so all compared images are aligned identically; when no face is found on the sharp
+  frame the whole frame is used as the box (counted in `id_fallback`).
+
+Folder layouts accepted (per video `<v>`, frames named like 00001.png):
+  pred:    `<pred>/<v>/NNNNN.png` (run_model.py --phase test output) or PNGs directly in <pred>
+  gt:      `<gt>/<v>/sharp/` (the dataset layout) or `<gt>/<v>/`, or PNGs directly in <gt>
+  blurry:  `<blurry>/<v>/blurry/`, `<blurry>/<v>/blur_0/`, `<blurry>/<v>/`, or directly
+  render:  `<render>/<v>/render/` or `<render>/<v>/` (the pasted-back 3D prior, for strips)
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import uniform_filter
+
+from deblur.video import write_video
+from preprocess.fileio import InputError, atomic_path, read_image, write_image, write_text
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
+METRICS = ("psnr", "ssim", "psnr_y", "ssim_y", "id_dist")
+
+
+# ----------------------------------------------------------------------------- metrics
+def psnr(a, b, data_range: float = 255.0) -> float:
+    """PSNR in dB of two same-shape arrays (any dtype; compared in float64)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"psnr: shapes differ {a.shape} vs {b.shape}")
+    mse = np.mean((a - b) ** 2)
+    if mse == 0:
+        return math.inf
+    return float(10.0 * np.log10(data_range ** 2 / mse))
+
+
+def _ssim_2d(x: np.ndarray, y: np.ndarray, data_range: float, win: int) -> float:
+    """Mean SSIM of two float64 HxW images (scikit-image's default, non-Gaussian variant)."""
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    npix = win * win
+    cov_norm = npix / (npix - 1.0)  # unbiased (sample) covariance, as scikit-image's default
+    ux = uniform_filter(x, size=win)
+    uy = uniform_filter(y, size=win)
+    uxx = uniform_filter(x * x, size=win)
+    uyy = uniform_filter(y * y, size=win)
+    uxy = uniform_filter(x * y, size=win)
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))
+    pad = (win - 1) // 2  # filter outputs near the border see reflected pixels: excluded
+    return float(s[pad:s.shape[0] - pad, pad:s.shape[1] - pad].mean())
+
+
+def ssim(a, b, data_range: float = 255.0, win: int = 7) -> float:
+    """SSIM of HxW or HxWxC images (channels last; mean over channels)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"ssim: shapes differ {a.shape} vs {b.shape}")
+    if min(a.shape[:2]) < win:
+        raise ValueError(f"ssim: image {a.shape[:2]} smaller than the {win}x{win} window")
+    if a.ndim == 2:
+        return _ssim_2d(a, b, data_range, win)
+    return float(np.mean([_ssim_2d(a[..., c], b[..., c], data_range, win)
+                          for c in range(a.shape[2])]))
+
+
+def rgb_to_y(rgb) -> np.ndarray:
+    """uint8 (or 0..255 float) HxWx3 RGB -> float64 HxW BT.601 luma in 16..235 (MATLAB rgb2ycbcr)."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
+
+
+# ----------------------------------------------------------------------------- identity
+def _face_models_dir() -> Path:
+    # face_recognition_models/__init__ imports pkg_resources (absent on new setuptools), so
+    # the package is located without importing it.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("face-recognition-models is not installed (pip install face-recognition-models)")
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+class IdentityScorer:
+    """dlib 128-d face descriptors; `distance(img, ref, box)` in descriptor space (same person < 0.6)."""
+
+    def __init__(self):
+        import dlib  # imported lazily: only identity scoring needs it
+
+        d = _face_models_dir()
+        for name in ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat"):
+            if not (d / name).is_file():
+                raise InputError(f"{d / name}: dlib model file not found (reinstall face-recognition-models)")
+        self._dlib = dlib
+        self._detector = dlib.get_frontal_face_detector()
+        self._shape = dlib.shape_predictor(str(d / "shape_predictor_5_face_landmarks.dat"))
+        self._net = dlib.face_recognition_model_v1(str(d / "dlib_face_recognition_resnet_model_v1.dat"))
+
+    def face_box(self, rgb: np.ndarray):
+        """Largest HOG face on a uint8 RGB image -> (dlib.rectangle, found: bool)."""
+        rects = self._detector(np.ascontiguousarray(rgb), 1)
+        if len(rects) == 0:
+            h, w = rgb.shape[:2]
+            return self._dlib.rectangle(0, 0, w - 1, h - 1), False
+        return max(rects, key=lambda r: r.area()), True
+
+    def descriptor(self, rgb: np.ndarray, box) -> np.ndarray:
+        img = np.ascontiguousarray(rgb)
+        shape = self._shape(img, box)
+        return np.asarray(self._net.compute_face_descriptor(img, shape), dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------- folders
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS
+                  and not p.name.startswith("."))
+
+
+def _has_images(folder: Path) -> bool:
+    return folder.is_dir() and len(_images(folder)) > 0
+
+
+def _video_dirs(pred: Path) -> dict[str, Path]:
+    """{video name: folder of predicted frames}."""
+    if not pred.is_dir():
+        raise InputError(f"{pred}: prediction folder not found")
+    if _has_images(pred):
+        return {pred.name: pred}
+    vids = {p.name: p for p in sorted(pred.iterdir()) if _has_images(p)}
+    if not vids:
+        raise InputError(f"{pred}: no images found (expected <pred>/<video>/00001.png or PNGs in <pred>)")
+    return vids
+
+
+def _resolve(root: Path, video: str, subdirs: tuple[str, ...], single: bool) -> Path | None:
+    """Folder of one video's frames under `root`, trying the known layouts in order."""
+    if single and _has_images(root):
+        return root
+    for sub in subdirs:
+        cand = root / video / sub if sub else root / video
+        if _has_images(cand):
+            return cand
+    return None
+
+
+# ----------------------------------------------------------------------------- evaluation
+@dataclass
+class Report:
+    """Per-frame rows and per-video / overall means of every metric."""
+
+    rows: list = field(default_factory=list)        # one dict per (video, frame)
+    videos: dict = field(default_factory=dict)      # video -> {metric: mean}
+    overall: dict = field(default_factory=dict)     # {"result": {...}, "blurry": {...}}
+    notes: list = field(default_factory=list)
+
+
+def _mean(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return float(np.mean(vals))
+
+
+def _score(img: np.ndarray, gt: np.ndarray) -> dict:
+    return {"psnr": psnr(img, gt), "ssim": ssim(img, gt),
+            "psnr_y": psnr(rgb_to_y(img), rgb_to_y(gt)), "ssim_y": ssim(rgb_to_y(img), rgb_to_y(gt))}
+
+
+def _load_pair(path: Path, ref_shape, what: str) -> np.ndarray:
+    img = read_image(path)
+    if img.shape != ref_shape:
+        raise InputError(f"{path}: {what} frame is {img.shape[1]}x{img.shape[0]}, "
+                         f"ground truth is {ref_shape[1]}x{ref_shape[0]}")
+    return img
+
+
+def evaluate(pred, gt, blurry=None, identity: bool = True, progress=None) -> Report:
+    """Score every predicted frame against its ground-truth frame of the same name.
+
+    Returns a Report; `rows` hold, per frame, `psnr ssim psnr_y ssim_y id_dist` of the result and
+    (when `blurry` is given) the same with a `blurry_` prefix. A frame missing from gt or blurry
+    raises InputError naming it.
+    """
+    pred, gt = Path(pred), Path(gt)
+    blurry = Path(blurry) if blurry is not None else None
+    vids = _video_dirs(pred)
+    single = len(vids) == 1 and _has_images(pred)
+    scorer = IdentityScorer() if identity else None
+    rep = Report()
+    n_fallback = 0
+    for video, pdir in vids.items():
+        gdir = _resolve(gt, video, ("sharp", ""), single)
+        if gdir is None:
+            raise InputError(f"{gt}: no ground-truth frames for video '{video}' "
+                             f"(looked for {gt / video / 'sharp'} and {gt / video})")
+        bdir = None
+        if blurry is not None:
+            bdir = _resolve(blurry, video, ("blurry", "blur_0", ""), single)
+            if bdir is None:
+                raise InputError(f"{blurry}: no blurry frames for video '{video}'")
+        for p in _images(pdir):
+            g = gdir / p.name
+            if not g.is_file():
+                raise InputError(f"{g}: ground-truth frame missing for prediction {p}")
+            gimg = read_image(g)
+            pimg = _load_pair(p, gimg.shape, "predicted")
+            row = {"video": video, "frame": p.name, **_score(pimg, gimg)}
+            bimg = None
+            if bdir is not None:
+                b = bdir / p.name
+                if not b.is_file():
+                    raise InputError(f"{b}: blurry frame missing for prediction {p}")
+                bimg = _load_pair(b, gimg.shape, "blurry")
+                row.update({f"blurry_{k}": v for k, v in _score(bimg, gimg).items()})
+            if scorer is not None:
+                box, found = scorer.face_box(gimg)
+                n_fallback += not found
+                ref = scorer.descriptor(gimg, box)
+                row["id_dist"] = float(np.linalg.norm(scorer.descriptor(pimg, box) - ref))
+                if bimg is not None:
+                    row["blurry_id_dist"] = float(np.linalg.norm(scorer.descriptor(bimg, box) - ref))
+                row["id_fallback"] = int(not found)
+            rep.rows.append(row)
+            if progress is not None:
+                progress(video, p.name)
+    keys = [k for k in rep.rows[0] if k not in ("video", "frame", "id_fallback")]
+    for video in vids:
+        vr = [r for r in rep.rows if r["video"] == video]
+        rep.videos[video] = {k: _mean(_finite_or_none(r[k]) for r in vr) for k in keys}
+        rep.videos[video]["frames"] = len(vr)
+    rep.overall = {k: _mean(_finite_or_none(r[k]) for r in rep.rows) for k in keys}
+    rep.overall["frames"] = len(rep.rows)
+    if any(math.isinf(r["psnr"]) for r in rep.rows):
+        rep.notes.append("some frames are identical to the ground truth (PSNR = inf); "
+                         "they are left out of the PSNR means")
+    if scorer is not None and n_fallback:
+        rep.notes.append(f"identity: no face found by dlib on {n_fallback} sharp frame(s); "
+                         "the whole frame was used as the face box there")
+    return rep
+
+
+def _finite_or_none(v):
+    if v is None or (isinstance(v, float) and math.isinf(v)):
+        return None
+    return v
+
+
+# ----------------------------------------------------------------------------- output
+def _fmt(v, key: str) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    if key.endswith("psnr") or key.endswith("psnr_y"):
+        return f"{v:.3f}"
+    return f"{v:.4f}"
+
+
+def format_table(rep: Report) -> str:
+    """Plain-text table: one line per video and `ALL`, result and (if scored) blurry columns."""
+    have_blur = "blurry_psnr" in rep.overall
+    have_id = "id_dist" in rep.overall
+    cols = ["psnr", "ssim", "psnr_y", "ssim_y"] + (["id_dist"] if have_id else [])
+    heads = ["video", "frames"]
+    keys = []
+    for who in (["blurry_"] if have_blur else []) + [""]:
+        for c in cols:
+            keys.append(who + c)
+            heads.append(("blurry " if who else "result ") + c.replace("_", " "))
+    lines = []
+    entries = list(rep.videos.items()) + [("ALL", rep.overall)]
+    table = [heads] + [[name, str(m["frames"])] + [_fmt(m.get(k), k) for k in keys] for name, m in entries]
+    widths = [max(len(r[i]) for r in table) for i in range(len(heads))]
+    for i, r in enumerate(table):
+        lines.append("  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("PSNR in dB (data range 255); Y = BT.601 luma (MATLAB rgb2ycbcr); "
+                 "id dist = dlib 128-d descriptor distance to the sharp frame (same person < 0.6)")
+    lines.extend("note: " + n for n in rep.notes)
+    return "\n".join(lines)
+
+
+def _json_safe(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def write_reports(rep: Report, out_prefix) -> tuple[Path, Path]:
+    """Write `<prefix>.csv` (per-frame rows + per-video and ALL mean rows) and `<prefix>.json`."""
+    out_prefix = Path(out_prefix)
+    csv_path = out_prefix.with_name(out_prefix.name + ".csv")
+    json_path = out_prefix.with_name(out_prefix.name + ".json")
+    keys = list(rep.rows[0].keys())
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rep.rows:
+            w.writerow({k: _csv_val(r.get(k)) for k in keys})
+        for name, m in list(rep.videos.items()) + [("ALL", rep.overall)]:
+            w.writerow({"video": name, "frame": "mean", **{k: _csv_val(m.get(k)) for k in keys
+                                                           if k not in ("video", "frame", "id_fallback")}})
+    doc = {"metric_definitions": {
+        "psnr": "10 log10(255^2/MSE) over RGB, dB", "ssim": "scikit-image structural_similarity, 7x7 "
+        "uniform window, data_range 255, mean over RGB channels", "psnr_y/ssim_y": "same on BT.601 luma "
+        "Y = 16 + (65.481 R + 128.553 G + 24.966 B)/255 (float)", "id_dist": "Euclidean distance of dlib "
+        "128-d descriptors to the sharp frame (same person < 0.6)"},
+        "overall": rep.overall, "videos": rep.videos, "frames": rep.rows, "notes": rep.notes}
+    write_text(json_path, json.dumps(_json_safe(doc), indent=1) + "\n")
+    return csv_path, json_path
+
+
+def _csv_val(v):
+    if isinstance(v, float):
+        return "inf" if math.isinf(v) else f"{v:.6f}"
+    return v
+
+
+# ----------------------------------------------------------------------------- comparison strips
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    import cv2  # drawing only
+
+    out = img.copy()
+    scale = max(0.35, img.shape[1] / 400.0)
+    thick = max(1, int(round(scale * 1.5)))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    cv2.rectangle(out, (0, 0), (tw + 6, th + base + 6), (0, 0, 0), -1)
+    cv2.putText(out, text, (3, th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
+                cv2.LINE_AA)
+    return out
+
+
+def _strip(panels: list[tuple[str, np.ndarray | None]], shape) -> np.ndarray:
+    h, w = shape[:2]
+    gap = np.full((h, 4, 3), 255, np.uint8)
+    parts = []
+    for name, img in panels:
+        if img is None:
+            img = np.full((h, w, 3), 64, np.uint8)
+            name = name + " (n/a)"
+        parts += [_label(img, name), gap]
+    return np.concatenate(parts[:-1], axis=1)
+
+
+def write_comparison(pred, gt, out_dir, blurry=None, render=None, fps: float = 10.0,
+                     rep: Report | None = None) -> dict:
+    """Side-by-side strips `blurry | render prior | result | sharp` per frame.
+
+    Writes `<out_dir>/<video>/NNNNN.png` for every frame and `<out_dir>/<video>.mp4` (H.264,
+    yuv420p, `fps` frames per second; widths/heights padded to even sizes). Panels whose folder
+    is not given are drawn grey and labelled "(n/a)". When `rep` is given the result panel is
+    labelled with its PSNR. Returns {video: {"pngs": [...], "mp4": path}}.
+    """
+    pred, gt, out_dir = Path(pred), Path(gt), Path(out_dir)
+    vids = _video_dirs(pred)
+    single = len(vids) == 1 and _has_images(pred)
+    psnrs = {(r["video"], r["frame"]): r["psnr"] for r in rep.rows} if rep is not None else {}
+    written = {}
+    for video, pdir in vids.items():
+        gdir = _resolve(gt, video, ("sharp", ""), single)
+        if gdir is None:
+            raise InputError(f"{gt}: no ground-truth frames for video '{video}'")
+        bdir = _resolve(Path(blurry), video, ("blurry", "blur_0", ""), single) if blurry else None
+        rdir = _resolve(Path(render), video, ("render", ""), single) if render else None
+        frames = []
+        for p in _images(pdir):
+            gimg = read_image(gdir / p.name)
+            pimg = _load_pair(p, gimg.shape, "predicted")
+            bimg = _load_pair(bdir / p.name, gimg.shape, "blurry") if bdir and (bdir / p.name).is_file() else None
+            rimg = _load_pair(rdir / p.name, gimg.shape, "render") if rdir and (rdir / p.name).is_file() else None
+            ptxt = "result"
+            if (video, p.name) in psnrs and math.isfinite(psnrs[(video, p.name)]):
+                ptxt += f" {psnrs[(video, p.name)]:.2f}dB"
+            strip = _strip([("blurry", bimg), ("3D prior", rimg), (ptxt, pimg), ("sharp", gimg)], gimg.shape)
+            path = out_dir / video / p.name
+            write_image(path.with_suffix(".png"), strip)
+            frames.append(strip)
+        mp4 = out_dir / f"{video}.mp4"
+        write_video(mp4, frames, fps)  # deblur/video.py: H.264, atomic
+        written[video] = {"pngs": [str(out_dir / video / p.with_suffix(".png").name) for p in _images(pdir)],
+                          "mp4": str(mp4)}
+    return written

@@ -1,0 +1,70 @@
+"""Numeric precision for the generator: fp32, bf16 or fp16 mixed precision, chosen or automatic.
+
+Not in the original (TF1, fp32 only). Weights always stay float32 (checkpoints are unchanged);
+with bf16/fp16 the convolutions run in the low-precision type (Keras `mixed_*` policies) and the
+network's final outputs and the loss are float32 (see the `out*` layers of `build_generator`).
+
+`auto` picks bf16 on CPUs whose flags report AMX-BF16 or AVX512-BF16 (oneDNN then runs bf16
+convolutions on the AMX tiles), mixed precision on GPUs (bf16 where the GPU supports it, else
+fp16), and fp32 everywhere else.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+_POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU reports AMX-BF16 or AVX512-BF16 (Linux /proc/cpuinfo flags).
+
+    The environment variable FACEDEBLUR_NO_BF16=1 forces False (to test the fallback, or to
+    opt out on a machine where bf16 is slower).
+    """
+    if os.environ.get("FACEDEBLUR_NO_BF16") == "1":
+        return False
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def gpu_kind() -> str | None:
+    """'bf16' when a visible GPU supports bf16 (compute capability >= 8), 'fp16' for older
+    GPUs, None without a GPU."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    cc = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+    return "bf16" if cc and cc[0] >= 8 else "fp16"
+
+
+def resolve_precision(precision: str, on_gpu: bool | None = None) -> str:
+    """Map fp32|bf16|fp16|auto to a concrete fp32|bf16|fp16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    kind = gpu_kind() if on_gpu is not False else None
+    if kind is not None:
+        return kind
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def set_precision(precision: str) -> str:
+    """Set the global Keras dtype policy BEFORE building the network; returns the concrete one."""
+    import keras
+
+    p = resolve_precision(precision)
+    keras.config.set_dtype_policy(_POLICY[p])
+    return p

@@ -1,0 +1,76 @@
+"""Deblur a face video with one command: frames -> landmarks -> 3D prior -> alignment -> network -> H.264.
+
+Replaces the original's manual sequence (extractFrames.m, the Windows landmark detector,
+demo.py, demo_render.py, generateAlignments.m, run_model.py --phase test; rwenqi/3Dfacedeblurring).
+Logic in deblur/video.py; stages and the resumable working folder are described there.
+
+    python deblur_video.py INPUT.mp4 OUTPUT.mp4 [--checkpoint checkpoints/both_1_256] [--full_frame]
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    from deblur.video import DEFAULT_CHECKPOINT
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("input", help="blurry face video (any format ffmpeg reads) or a folder of frames")
+    ap.add_argument("output", help="deblurred video to write (.mp4, H.264, same frame count, size and rate)")
+    ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                    help=f"trained network: native checkpoint folder/file or the authors' TF1 checkpoint "
+                         f"(default {DEFAULT_CHECKPOINT})")
+    ap.add_argument("--face", default=None, choices=("both", "render", "coeff", "none"),
+                    help="facial prior of the network (default: the one stored in a native checkpoint; "
+                         "run_model.py's default for TF1 ones)")
+    ap.add_argument("--levels", type=int, default=None, help="scale levels of the checkpoint (default: run_model's)")
+    ap.add_argument("--align", default="flow", choices=("none", "flow", "homography"),
+                    help="how neighbouring frames are warped onto each frame (default flow)")
+    ap.add_argument("--flow", default="dis", choices=("tvl1", "dis"),
+                    help="optical flow for --align flow (default dis: fast; tvl1 is the original's, slower)")
+    ap.add_argument("--gpu", type=int, default=-1, help="GPU id for the network, -1 = CPU (default -1)")
+    ap.add_argument("--rnet", default=None, help="the authors' R-Net .pb: 3D coefficients by R-Net instead of fitting")
+    ap.add_argument("--bfm", default=None, help="BFM_model_front.mat (default: found in faceReconstruction/BFM/ "
+                                                "or BFM/, else the STAND-IN model with a warning)")
+    ap.add_argument("--frames_out", default=None, help="also write the deblurred frames as PNGs into this folder")
+    ap.add_argument("--full_frame", action="store_true",
+                    help="deblur whole frames (the original behaviour) instead of a face-centred window")
+    ap.add_argument("--work_dir", default=None,
+                    help="working folder; a re-run with the same folder resumes (default OUTPUT_work/ beside OUTPUT)")
+    ap.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's; 25 for folders)")
+    ap.add_argument("--max_frames", type=int, default=None, help="only the first N frames")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes for neighbour alignment (default 1)")
+    ap.add_argument("--margin", type=float, default=3.0,
+                    help="face window side = MARGIN x five-point extent + 2 x CONTEXT (default 3.0)")
+    ap.add_argument("--context", type=int, default=32, help="extra pixels around the face window (default 32)")
+    ap.add_argument("--multiple", type=int, default=32, help="face window side rounded up to this (default 32)")
+    ap.add_argument("--feather", type=int, default=16, help="width in pixels of the blend ramp (default 16)")
+    ap.add_argument("--model_args", default="", help="extra run_model.py flags, quoted, e.g. \"--channels 16\"")
+    ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    a = ap.parse_args(argv)
+
+    from deblur.video import Options, StageError, deblur_video
+    from preprocess.fileio import InputError
+
+    opt = Options(input=Path(a.input), output=Path(a.output), checkpoint=Path(a.checkpoint),
+                  work_dir=Path(a.work_dir) if a.work_dir else None, face=a.face, levels=a.levels,
+                  align=a.align, flow=a.flow, gpu=a.gpu, rnet=a.rnet, bfm=a.bfm,
+                  frames_out=Path(a.frames_out) if a.frames_out else None, full_frame=a.full_frame, fps=a.fps,
+                  max_frames=a.max_frames, jobs=a.jobs, margin=a.margin, context=a.context,
+                  multiple=a.multiple, feather=a.feather, model_args=shlex.split(a.model_args), quiet=a.quiet)
+    try:
+        deblur_video(opt)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except StageError as e:
+        print(f"error: {e}\n(re-run the same command to resume after fixing the cause)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""`python -m facePointDetection ...`: see facePointDetection/cli.py."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

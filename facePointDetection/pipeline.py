@@ -1,0 +1,169 @@
+"""Landmark files for a whole dataset: `dataset/<video>/blurry/` -> `face/`, `bbox.txt`, `face68/`.
+
+Per video: MTCNN on every blurry frame (cut into chunks that run in `--jobs` worker processes;
+each chunk's raw detections are cached in `<video>/.facepoints_raw/` so an interrupted run
+resumes), one face tracked through the clip (`select_track`), frames without a detection of
+that face filled by linear interpolation of points and box from the nearest detected frames
+(reported), optional temporal Gaussian smoothing, points clipped into the image, then
+  face/NNNNN.txt    five `x y` rows (see detect.py for order and conventions)
+  bbox.txt          `image/NNNNN.png left right top bottom` per frame, integer pixels
+  face68/NNNNN.txt  68 `x y` rows with `points=68` (dlib; beside face/, so tools that read
+                    every face/*.txt still see five-point files only)
+A video whose outputs all exist is skipped. `check_points` is the original check5points.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from preprocess.blur import list_frames, list_videos
+from preprocess.fileio import InputError, read_image, read_points, write_points, write_text
+from preprocess.parallel import chunks, run_tasks
+
+from .detect import FivePointDetector, fill_missing, select_track, smooth_points
+
+CACHE = ".facepoints_raw"
+_DETECTOR: dict = {}
+
+
+def _detector(flip: bool, min_face_size: int) -> FivePointDetector:
+    key = (flip, min_face_size)
+    if key not in _DETECTOR:
+        _DETECTOR.clear()
+        _DETECTOR[key] = FivePointDetector(flip=flip, min_face_size=min_face_size)
+    return _DETECTOR[key]
+
+
+def _cache_file(video: Path, names: list[str]) -> Path:
+    return video / CACHE / f"{Path(names[0]).stem}-{Path(names[-1]).stem}.json"
+
+
+def _detect_task(task) -> int:
+    video, names, flip, min_face = task
+    video = Path(video)
+    det = _detector(flip, min_face)
+    rows = {}
+    for n in names:
+        img = read_image(video / "blurry" / n)
+        rows[n] = dict(shape=list(img.shape[:2]),
+                       faces=[dict(box=d["box"].tolist(), confidence=d["confidence"],
+                                   points=d["points"].tolist()) for d in det.detect(img)])
+    write_text(_cache_file(video, names), json.dumps(rows))
+    return len(names)
+
+
+def _outputs_done(video: Path, names: list[str], points: int) -> bool:
+    if not (video / "bbox.txt").is_file():
+        return False
+    dirs = ["face"] + (["face68"] if points == 68 else [])
+    return all((video / d / Path(n).with_suffix(".txt")).is_file() for d in dirs for n in names)
+
+
+def detect_dataset(dataset, points: int = 5, jobs: int = 1, flip: bool = True, smooth: float = 0.0,
+                   min_face_size: int = 20, chunk: int = 32, videos=None, log=print) -> dict:
+    """Write five-point (and optionally 68-point) files for every `dataset/<video>/blurry/`.
+
+    Returns {video: dict(frames, interpolated=[names], skipped=bool)}. Raises InputError naming
+    the folder when a clip has no face detection at all.
+    """
+    if points not in (5, 68):
+        raise ValueError(f"--points must be 5 or 68, got {points}")
+    vids = [v for v in list_videos(dataset, "blurry") if not videos or v.name in videos]
+    todo, tasks, summary = [], [], {}
+    for v in vids:
+        names = [p.name for p in list_frames(v / "blurry", "blurry frames")]
+        if _outputs_done(v, names, points):
+            summary[v.name] = dict(frames=len(names), interpolated=[], skipped=True)
+            continue
+        todo.append((v, names))
+        for c in chunks(names, chunk):
+            if not _cache_file(v, c).is_file():
+                tasks.append((str(v), c, flip, min_face_size))
+    run_tasks(_detect_task, tasks, jobs, desc="mtcnn", unit="frame", weights=lambda t: len(t[1]))
+    pred68 = _pred68(points) if todo else None
+    for v, names in todo:
+        raw = {}
+        for c in chunks(names, chunk):
+            raw.update(json.loads(_cache_file(v, c).read_text()))
+        summary[v.name] = _finish_video(v, names, raw, smooth, points, pred68)
+        if summary[v.name]["interpolated"]:
+            miss = summary[v.name]["interpolated"]
+            log(f"{v.name}: no face in {len(miss)}/{len(names)} frames, interpolated: "
+                f"{', '.join(miss[:10])}{' ...' if len(miss) > 10 else ''}")
+        shutil.rmtree(v / CACHE, ignore_errors=True)
+    return summary
+
+
+def _pred68(points: int):
+    if points != 68:
+        return None
+    from .landmarks68 import Predictor68
+
+    return Predictor68()
+
+
+def _finish_video(video: Path, names: list[str], raw: dict, smooth: float, points: int, pred68) -> dict:
+    dets = [[dict(box=np.array(f["box"]), points=np.array(f["points"]), confidence=f["confidence"])
+             for f in raw[n]["faces"]] for n in names]
+    track = select_track(dets)
+    if all(k is None for k in track):
+        raise InputError(f"{video / 'blurry'}: no face detected in any of the {len(names)} frames")
+    pts = np.full((len(names), 5, 2), np.nan)
+    boxes = np.full((len(names), 4), np.nan)
+    for t, k in enumerate(track):
+        if k is not None:
+            pts[t], boxes[t] = dets[t][k]["points"], dets[t][k]["box"]
+    pts = smooth_points(fill_missing(pts), smooth)
+    boxes = smooth_points(fill_missing(boxes), smooth)
+    lines = []
+    for t, n in enumerate(names):
+        h, w = raw[n]["shape"]
+        p = pts[t].copy()
+        p[:, 0] = np.clip(p[:, 0], 0, w - 1)
+        p[:, 1] = np.clip(p[:, 1], 0, h - 1)
+        stem = Path(n).stem
+        write_points(video / "face" / f"{stem}.txt", p)
+        if pred68 is not None:
+            img = read_image(video / "blurry" / n)
+            p68 = pred68(img, p)
+            p68[:, 0] = np.clip(p68[:, 0], 0, w - 1)
+            p68[:, 1] = np.clip(p68[:, 1], 0, h - 1)
+            write_points(video / "face68" / f"{stem}.txt", p68)
+        l, tp, r, b = np.rint(boxes[t]).astype(int)
+        lines.append(f"image/{n} {max(l, 0)} {min(r, w - 1)} {max(tp, 0)} {min(b, h - 1)}\n")
+    write_text(video / "bbox.txt", "".join(lines))
+    interpolated = [n for n, k in zip(names, track) if k is None]
+    return dict(frames=len(names), interpolated=interpolated, skipped=False)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(f"{path}: cannot read image ({e})") from None
+
+
+def check_points(dataset, videos=None, n: int = 5, sub: str = "face") -> list[str]:
+    """The original check5points: every blurry frame has `sub/NNNNN.txt` with exactly n x 2
+    finite points inside the image. Returns one message per problem (empty = all good)."""
+    problems = []
+    for v in list_videos(dataset, "blurry"):
+        if videos and v.name not in videos:
+            continue
+        for f in list_frames(v / "blurry", "blurry frames"):
+            txt = v / sub / f"{f.stem}.txt"
+            try:
+                p = read_points(txt, n)
+            except InputError as e:
+                problems.append(str(e))
+                continue
+            w, h = image_size(f)
+            if (p[:, 0] < 0).any() or (p[:, 0] > w - 1).any() or (p[:, 1] < 0).any() or (p[:, 1] > h - 1).any():
+                problems.append(f"{txt}: point outside the {w}x{h} image {f.name}")
+    return problems

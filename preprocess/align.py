@@ -1,0 +1,154 @@
+"""Neighbour alignment and datalists (the original `generateAlignments.m` + datalist files).
+
+For every blurry frame t of `dataset/<video>/blurry/`, the neighbours t-r ... t+r
+(r = n_frames // 2: t-2..t+2 for 5 frames, t-4..t+4 for 9) are warped onto frame t and written
+to `<out>/<video>/blur_<o>/NNNNN.png` (o = -r..r; blur_0 is frame t itself). Indices beyond
+the sequence are clamped to the first/last frame, as in the original. Methods:
+  none        the neighbour as is;
+  flow        optical flow from t to the neighbour (TV-L1 or DIS at a smaller side of
+              `flow_side` px, see flow.py), neighbour backward-warped (bicubic);
+  homography  SIFT + RANSAC homography; when estimation fails the unwarped neighbour is used
+              (as the original) and the fallback is counted in the summary.
+
+Datalist (the original training list format), one line per frame that has a sharp target:
+  <video>/sharp/N.png <video>/blur_-2/N.png ... <video>/blur_2/N.png <video>/face/N.txt <video>/render/N.png
+The sharp path is relative to the dataset folder; the others are relative to `out`
+(training_set): `face/N.txt` is where demo.py writes the 3D coefficients and `render/N.png`
+where demo_render.py writes the pasted-back render. With 9 frames the list has 12 columns
+(blur_-4 ... blur_4); in general n_frames + 3.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .blur import list_frames, list_videos
+from .fileio import InputError, read_image, write_image, write_text
+from .flow import align_flow, align_homography
+from .parallel import chunks, run_tasks
+
+ALIGN_METHODS = ("none", "flow", "homography")
+
+
+def frame_offsets(n_frames: int) -> list[int]:
+    if n_frames < 1 or n_frames % 2 == 0:
+        raise ValueError(f"--n_frames must be a positive odd number, got {n_frames}")
+    r = n_frames // 2
+    return list(range(-r, r + 1))
+
+
+def neighbour_index(t: int, offset: int, n: int) -> int:
+    """0-based neighbour index of frame t, clamped to [0, n-1] (the original's end handling)."""
+    return min(max(t + offset, 0), n - 1)
+
+
+def align_neighbour(ref: np.ndarray, other: np.ndarray, method: str = "flow", flow: str = "tvl1",
+                    flow_side: int | None = 200) -> tuple[np.ndarray, bool]:
+    """Warp `other` onto `ref`; returns (image uint8, False if homography fell back to identity)."""
+    if method == "none":
+        return other, True
+    if method == "flow":
+        return align_flow(ref, other, flow, flow_side), True
+    if method == "homography":
+        return align_homography(ref, other)
+    raise ValueError(f"unknown --align {method!r} (choose from {ALIGN_METHODS})")
+
+
+def _align_task(task) -> dict:
+    video, out_video, names, offsets, method, flow, flow_side = task
+    files = list_frames(Path(video) / "blurry", "blurry frames")
+    index = {p.name: i for i, p in enumerate(files)}
+    cache: dict = {}
+
+    def load(i):
+        if i not in cache:
+            img = read_image(files[i])
+            if cache and img.shape != next(iter(cache.values())).shape:
+                raise InputError(f"{files[i]}: frame size {img.shape[1]}x{img.shape[0]} differs "
+                                 f"from the other frames of {Path(video).name}")
+            cache[i] = img
+        return cache[i]
+
+    fallbacks = 0
+    for name in names:
+        t = index[name]
+        ref = load(t)
+        for o in offsets:
+            dst = Path(out_video) / f"blur_{o}" / name
+            if dst.exists():
+                continue
+            j = neighbour_index(t, o, len(files))
+            if j == t:
+                img, ok = ref, True
+            else:
+                img, ok = align_neighbour(ref, load(j), method, flow, flow_side)
+            fallbacks += not ok
+            write_image(dst, img)
+        for k in [k for k in cache if k < t - max(offsets)]:
+            del cache[k]  # frames are visited in order: drop those no later frame needs
+    return dict(frames=len(names), fallbacks=fallbacks)
+
+
+def align_dataset(dataset, out, datalist=None, align: str = "flow", flow: str = "tvl1",
+                  n_frames: int = 5, jobs: int = 1, chunk: int = 8, flow_side: int | None = 200,
+                  videos=None, datalist_videos=None) -> dict:
+    """Align every `dataset/<video>/blurry/` into `out/<video>/blur_*`; optionally write a datalist.
+
+    Frames whose outputs all exist are skipped. The datalist lists every aligned video of the
+    dataset (or only `datalist_videos`), not just those aligned by this call, so running clip
+    after clip keeps one complete list. Returns a summary dict (frames, skipped,
+    homography fallbacks, datalist lines).
+    """
+    offsets = frame_offsets(n_frames)
+    if align not in ALIGN_METHODS:
+        raise ValueError(f"unknown --align {align!r} (choose from {ALIGN_METHODS})")
+    vids = [v for v in list_videos(dataset, "blurry") if not videos or v.name in videos]
+    tasks, total, skipped = [], 0, 0
+    for v in vids:
+        files = list_frames(v / "blurry", "blurry frames")
+        o_v = Path(out) / v.name
+        todo = [p.name for p in files
+                if not all((o_v / f"blur_{o}" / p.name).exists() for o in offsets)]
+        total += len(files)
+        skipped += len(files) - len(todo)
+        tasks += [(str(v), str(o_v), c, offsets, align, flow, flow_side) for c in chunks(todo, chunk)]
+    res = run_tasks(_align_task, tasks, jobs, desc=f"align ({align})", unit="frame",
+                    weights=lambda t: len(t[2]))
+    summary = dict(frames=total, written=total - skipped, skipped=skipped,
+                   fallbacks=sum(r["fallbacks"] for r in res))
+    if datalist:
+        summary["datalist_lines"] = write_datalist(dataset, out, datalist, n_frames, datalist_videos)
+    return summary
+
+
+def datalist_line(video: str, name: str, offsets) -> str:
+    stem = Path(name).stem
+    cols = [f"{video}/sharp/{name}"] + [f"{video}/blur_{o}/{name}" for o in offsets]
+    cols += [f"{video}/face/{stem}.txt", f"{video}/render/{stem}.png"]
+    return " ".join(cols)
+
+
+def write_datalist(dataset, out, path, n_frames: int = 5, videos=None) -> int:
+    """Write the datalist for every video that has sharp frames and aligned neighbours.
+
+    A frame is listed only when its sharp target and all of its blur_* files exist (coefficient
+    and render paths are listed where demo.py / demo_render.py will write them). Returns the
+    number of lines; InputError when there would be none.
+    """
+    offsets = frame_offsets(n_frames)
+    lines = []
+    for v in list_videos(dataset, "blurry"):
+        if videos and v.name not in videos:
+            continue
+        if not (v / "sharp").is_dir():
+            continue  # a test clip without ground truth: nothing to train on
+        for p in list_frames(v / "blurry", "blurry frames"):
+            o_v = Path(out) / v.name
+            if (v / "sharp" / p.name).exists() and all((o_v / f"blur_{o}" / p.name).exists() for o in offsets):
+                lines.append(datalist_line(v.name, p.name, offsets))
+    if not lines:
+        raise InputError(f"{dataset}: no frame has both sharp/ and aligned blur_* files under {out}; "
+                         f"datalist {path} not written")
+    write_text(path, "\n".join(lines) + "\n")
+    return len(lines)

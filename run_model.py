@@ -1,0 +1,115 @@
+"""Train or test the face-video deblurring network (the original `run_model.py`).
+
+    python run_model.py --phase train --datalist datalist_train.txt --face both --levels 1
+    python run_model.py --phase test  --input_path ./testing_set --output_path ./testing_res \
+                        --checkpoint checkpoints/both_1_256
+    python run_model.py --phase import --checkpoint checkpoints/both_1_256 \
+                        --output_path checkpoints/both_1_256_native
+
+The logic lives in deblur/ (network.py, data.py, train.py, inference.py, checkpoint.py).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--phase", choices=("train", "test", "import"), default="test",
+                   help="train a model, deblur a testing set, or import a TF1 checkpoint")
+    g = p.add_argument_group("network (must match the checkpoint)")
+    g.add_argument("--face", choices=("both", "render", "coeff", "none"), default="both",
+                   help="3D face priors: render + identity coefficients, one of them, or none")
+    g.add_argument("--levels", type=int, default=1, help="number of scales (scale-recurrent)")
+    g.add_argument("--model", choices=("color", "gray", "lstm"), default="color",
+                   help="colour network, gray (per-channel) network, or conv-LSTM bottleneck")
+    g.add_argument("--n_frames", type=int, default=5, choices=(5, 9),
+                   help="blurry frames per input (t-2..t+2, or t-4..t+4)")
+    g.add_argument("--channels", type=int, default=32,
+                   help="base width (channels, 2x, 4x); 32 is the original network")
+    g = p.add_argument_group("training")
+    g.add_argument("--datalist", default="./datalist_train.txt", help="8-column training list")
+    g.add_argument("--data_root", default="./dataset", help="root of the sharp column")
+    g.add_argument("--train_root", default="./training_set",
+                   help="root of the blurry, coefficient and render columns")
+    g.add_argument("--batch_size", type=int, default=16)
+    g.add_argument("--patch_size", type=int, default=256, help="random square crop size")
+    g.add_argument("--epoch", type=int, default=4000,
+                   help="epochs; steps = epoch * len(datalist) // batch_size")
+    g.add_argument("--lr", "--learning_rate", dest="lr", type=float, default=1e-4,
+                   help="initial learning rate (polynomial decay, power 0.3, to 0)")
+    g.add_argument("--max_steps", type=int, default=0,
+                   help="override the number of steps (also the decay length); 0 = from epochs")
+    g.add_argument("--time_limit", type=float, default=0,
+                   help="stop (and save) after this many seconds; 0 = no limit")
+    g.add_argument("--checkpoint_dir", default=None,
+                   help="where to save/resume; default checkpoints/<face>_<levels>_<patch>")
+    g.add_argument("--init_checkpoint", default=None,
+                   help="start from these weights (native or TF1) instead of random ones")
+    g.add_argument("--save_every", type=int, default=1000, help="checkpoint every N steps")
+    g.add_argument("--keep", type=int, default=5, help="keep the last K checkpoints")
+    g.add_argument("--log_every", type=int, default=20, help="TensorBoard scalars every N steps")
+    g.add_argument("--seed", type=int, default=0, help="seed of the data order and crops")
+    g = p.add_argument_group("testing / import")
+    g.add_argument("--input_path", default="./testing_set",
+                   help="<video>/blur_-2..blur_2, face/, render/ folders")
+    g.add_argument("--output_path", default="./testing_res",
+                   help="test: output folder; import: native checkpoint file or folder")
+    g.add_argument("--checkpoint", default=None,
+                   help="native deblur-N.npz, a folder of them, or a TF1 checkpoint folder/prefix; "
+                        "default checkpoints/<face>_<levels>_<patch>")
+    g.add_argument("--gt_path", default=None,
+                   help="sharp frames (<video>/NNNNN.png or <video>/sharp/) for PSNR/SSIM")
+    g.add_argument("--skip_existing", action="store_true", help="test: keep finished outputs")
+    g.add_argument("--no_transpose", action="store_true",
+                   help="test: do not transpose portrait frames (the original does)")
+    g = p.add_argument_group("hardware")
+    g.add_argument("--gpu", default="0",
+                   help="GPU id(s), comma separated; -1 = CPU. Several ids -> MirroredStrategy")
+    g.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
+                   help="fp32, bf16/fp16 mixed precision, or auto (bf16 on AMX/AVX512-BF16 CPUs, "
+                        "mixed on GPUs)")
+    g.add_argument("--xla", action="store_true", help="compile the training step with XLA")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ["CUDA_VISIBLE_DEVICES"] = "" if str(args.gpu) == "-1" else str(args.gpu)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from deblur.checkpoint import CheckpointMismatch, import_tf1, load_generator
+    from deblur.train import TrainingDiverged, default_train_dir, train
+    from preprocess.fileio import InputError
+
+    try:
+        if args.phase == "train":
+            train(args)
+        elif args.phase == "import":
+            if not args.checkpoint:
+                raise InputError("--phase import needs --checkpoint (the TF1 checkpoint)")
+            out = import_tf1(args.checkpoint, args.output_path, levels=args.levels)
+            print(f"Imported {args.checkpoint} -> {out}")
+        else:
+            from deblur.inference import Deblurrer, run_test
+            from deblur.precision import set_precision
+
+            set_precision(args.precision)
+            path = args.checkpoint or default_train_dir(args.face, args.levels, args.patch_size)
+            config = dict(face=args.face, levels=args.levels, model=args.model,
+                          n_frames=args.n_frames, channels=args.channels)
+            net, config, step = load_generator(path, config)
+            print(f"Loaded {path} (step {step}): {config}")
+            run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose),
+                     args.input_path, args.output_path, args.gt_path, args.skip_existing)
+    except (InputError, CheckpointMismatch, TrainingDiverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""evaluate.py / deblur/evaluate.py: metrics against scikit-image, identity distance, reports, strips."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from conftest import ROOT
+from deblur import evaluate as ev
+from preprocess.fileio import read_image, write_image
+
+N = 3  # frames of vd001 used (311x271): enough to exercise per-video means, fast
+
+
+@pytest.fixture
+def layout(vd001, tmp_path):
+    """dataset-style gt/blurry, run_model-style pred (a mildly denoised blurry frame)."""
+    rng = np.random.default_rng(0)
+    for i in range(1, N + 1):
+        name = f"{i:05d}.png"
+        for sub in ("sharp", "blurry"):
+            (tmp_path / "dataset" / "vd001" / sub).mkdir(parents=True, exist_ok=True)
+            shutil.copy(vd001 / sub / name, tmp_path / "dataset" / "vd001" / sub / name)
+        s = read_image(vd001 / "sharp" / name).astype(np.float64)
+        pred = np.clip(s + rng.normal(0, 4, s.shape), 0, 255).astype(np.uint8)
+        write_image(tmp_path / "results" / "vd001" / name, pred)
+    return tmp_path
+
+
+def test_psnr_ssim_match_skimage(vd001):
+    for i in (1, 13):
+        a = read_image(vd001 / "blurry" / f"{i:05d}.png")
+        b = read_image(vd001 / "sharp" / f"{i:05d}.png")
+        assert abs(ev.psnr(a, b) - peak_signal_noise_ratio(b, a, data_range=255)) < 1e-3
+        ref = structural_similarity(b, a, channel_axis=2, data_range=255)
+        assert abs(ev.ssim(a, b) - ref) < 1e-4
+        ya, yb = ev.rgb_to_y(a), ev.rgb_to_y(b)
+        assert abs(ev.ssim(ya, yb) - structural_similarity(yb, ya, data_range=255)) < 1e-4
+        assert abs(ev.psnr(ya, yb) - peak_signal_noise_ratio(yb, ya, data_range=255)) < 1e-3
+
+
+def test_y_is_matlab_bt601():
+    px = np.array([[[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255]]], np.uint8)
+    y = ev.rgb_to_y(px)[0]
+    # MATLAB rgb2ycbcr (double): black 16, white 235, pure R/G/B 16+65.481, 16+128.553, 16+24.966
+    np.testing.assert_allclose(y, [16.0, 235.0, 81.481, 144.553, 40.966], atol=1e-9)
+
+
+def test_identical_images_psnr_inf_ssim_one():
+    a = np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    assert math.isinf(ev.psnr(a, a))
+    assert ev.ssim(a, a) == pytest.approx(1.0)
+
+
+def test_evaluate_report_and_cli(layout):
+    rep = ev.evaluate(layout / "results", layout / "dataset", layout / "dataset")
+    assert len(rep.rows) == N and set(rep.videos) == {"vd001"}
+    for r in rep.rows:
+        a = read_image(layout / "results" / "vd001" / r["frame"])
+        b = read_image(layout / "dataset" / "vd001" / "sharp" / r["frame"])
+        assert r["psnr"] == pytest.approx(peak_signal_noise_ratio(b, a, data_range=255), abs=1e-3)
+        assert r["ssim"] == pytest.approx(structural_similarity(b, a, channel_axis=2, data_range=255), abs=1e-4)
+        # noise of sigma 4 keeps the identity; the authors' blur moves the descriptor further
+        assert 0.0 < r["id_dist"] < r["blurry_id_dist"] + 0.05
+        assert r["id_dist"] < 0.6
+    assert rep.overall["psnr"] == pytest.approx(np.mean([r["psnr"] for r in rep.rows]))
+    assert rep.overall["psnr"] > rep.overall["blurry_psnr"]
+
+    out = subprocess.run([sys.executable, "evaluate.py", "--pred", str(layout / "results"), "--gt",
+                          str(layout / "dataset"), "--blurry", str(layout / "dataset"), "--out",
+                          str(layout / "rep"), "--compare", str(layout / "cmp"), "--no_identity"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "ALL" in out.stdout and "blurry psnr" in out.stdout
+    doc = json.loads((layout / "rep.json").read_text())
+    assert doc["overall"]["frames"] == N
+    assert doc["overall"]["psnr"] == pytest.approx(rep.overall["psnr"], abs=1e-9)
+    rows = list(csv.DictReader(open(layout / "rep.csv")))
+    assert [r["frame"] for r in rows] == [f"{i:05d}.png" for i in range(1, N + 1)] + ["mean", "mean"]
+    strip = read_image(layout / "cmp" / "vd001" / "00001.png")
+    res = read_image(layout / "results" / "vd001" / "00001.png")
+    h, w = res.shape[:2]
+    assert strip.shape == (h, 4 * w + 3 * 4, 3)
+    # third panel is the result (the label box at its top-left excluded)
+    x0 = 2 * (w + 4)
+    np.testing.assert_array_equal(strip[60:, x0:x0 + w], res[60:])
+    import imageio_ffmpeg
+    reader = imageio_ffmpeg.read_frames(str(layout / "cmp" / "vd001.mp4"))
+    meta = next(reader)
+    assert meta["codec"].startswith("h264") and tuple(meta["size"]) == (strip.shape[1] + strip.shape[1] % 2,
+                                                                        strip.shape[0] + strip.shape[0] % 2)
+    assert sum(1 for _ in reader) == N
+
+
+def test_cli_bad_input_exits_2(layout):
+    (layout / "dataset" / "vd001" / "sharp" / "00002.png").unlink()
+    out = subprocess.run([sys.executable, "evaluate.py", "--pred", str(layout / "results"), "--gt",
+                          str(layout / "dataset"), "--no_identity"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 2
+    assert "00002.png" in out.stderr and "Traceback" not in out.stderr
+    assert not (layout / "results" / "eval.json").exists()
+
+
+def test_identity_distinguishes_people(faces5pt):
+    imgs = sorted(p for p in faces5pt.iterdir() if p.suffix.lower() in (".jpg", ".png"))[:2]
+    a, b = (read_image(p) for p in imgs)
+    sc = ev.IdentityScorer()
+    da = sc.descriptor(a, sc.face_box(a)[0])
+    db = sc.descriptor(b, sc.face_box(b)[0])
+    assert np.linalg.norm(da - db) > 0.6
+    assert np.linalg.norm(da - sc.descriptor(a, sc.face_box(a)[0])) < 1e-6
