@@ -45,6 +45,9 @@ def parse_args(argv=None):
                    help="override the number of steps (also the decay length); 0 = from epochs")
     g.add_argument("--time_limit", type=float, default=0,
                    help="stop (and save) after this many seconds; 0 = no limit")
+    g.add_argument("--stop_after", type=int, default=0,
+                   help="stop (and save) after N steps of this run, keeping the schedule of "
+                        "max_steps; rerun to resume. 0 = run to the end")
     g.add_argument("--checkpoint_dir", default=None,
                    help="where to save/resume; default checkpoints/<face>_<levels>_<patch>")
     g.add_argument("--init_checkpoint", default=None,

@@ -144,7 +144,7 @@ def save_native(path, net, config: dict, step: int, optimizer=None, extra: dict 
     payload = {f"weights/{k}": v for k, v in network_arrays(net).items()}
     if optimizer is not None:
         for v in optimizer.variables:
-            payload[f"optimizer/{v.path}"] = np.asarray(v)
+            payload[f"optimizer/{_opt_key(v.path)}"] = np.asarray(v)
     meta = {"format": "facedeblur-native-1", "config": config, "step": int(step), **(extra or {})}
     payload["meta"] = np.array(json.dumps(meta))
     with atomic_path(path, suffix=".npz") as tmp:
@@ -165,9 +165,16 @@ def read_native(path) -> tuple[dict, dict, dict]:
     return weights, opt, meta
 
 
+def _opt_key(path: str) -> str:
+    """Optimizer variable path without Keras' per-process uniquifier (`adam_2/` -> `adam/`),
+    so a resumed run in a new or the same process finds the same names."""
+    return "/".join(re.sub(r"^(adam|loss_scale_optimizer)_\d+$", r"\1", part)
+                    for part in path.split("/"))
+
+
 def restore_optimizer(optimizer, arrays: dict, source: str) -> None:
     """Assign saved optimizer variables by path (optimizer must be built for the network)."""
-    own = {v.path: v for v in optimizer.variables}
+    own = {_opt_key(v.path): v for v in optimizer.variables}
     missing = sorted(set(own) - set(arrays))
     unexpected = sorted(set(arrays) - set(own))
     if missing or unexpected:

@@ -169,7 +169,7 @@ class ResBlock(layers.Layer):
 
     def build(self, input_shape):
         self.conv1.build(input_shape)
-        self.conv2.build(input_shape[:-1] + (self.filters,))
+        self.conv2.build(tuple(input_shape[:-1]) + (self.filters,))
 
     def call(self, x):
         return self.conv2(self.conv1(x)) + x
@@ -220,7 +220,7 @@ class ConvLSTM(layers.Layer):
         return new_h, ops.concatenate([new_c, new_h], axis=-1)
 
     def compute_output_shape(self, x_shape, state_shape):
-        return (x_shape[:-1] + (self.features,), x_shape[:-1] + (2 * self.features,))
+        return (tuple(x_shape[:-1]) + (self.features,), tuple(x_shape[:-1]) + (2 * self.features,))
 
     def get_config(self):
         return {**super().get_config(), "features": self.features,
@@ -243,7 +243,7 @@ class ZeroState(layers.Layer):
         return ops.zeros((s[0], s[1], s[2], 2 * self.features), dtype=x.dtype)
 
     def compute_output_shape(self, input_shape):
-        return input_shape[:-1] + (2 * self.features,)
+        return tuple(input_shape[:-1]) + (2 * self.features,)
 
     def get_config(self):
         return {**super().get_config(), "features": self.features}
@@ -288,7 +288,7 @@ class Tile(layers.Layer):
         return ops.concatenate([x] * self.times, axis=-1)
 
     def compute_output_shape(self, s):
-        return s[:-1] + (None if s[-1] is None else s[-1] * self.times,)
+        return tuple(s[:-1]) + (None if s[-1] is None else s[-1] * self.times,)
 
     def get_config(self):
         return {**super().get_config(), "times": self.times}

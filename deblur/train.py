@@ -59,8 +59,12 @@ def make_optimizer(lr: float, max_steps: int, precision: str):
     return opt, schedule
 
 
-def train(args) -> Path | None:
-    """Run training from parsed run_model.py arguments; returns the last checkpoint path."""
+def train(args) -> dict:
+    """Run training from parsed run_model.py arguments.
+
+    Returns {"step", "max_steps", "loss", "losses" (this run's per-step totals), "checkpoint",
+    "seconds", "precision"}.
+    """
     import tensorflow as tf
     from tqdm import tqdm
 
@@ -84,6 +88,9 @@ def train(args) -> Path | None:
                 else tf.distribute.get_strategy())
     config = dict(face=face, levels=args.levels, model=args.model, n_frames=n_frames,
                   channels=args.channels)
+    import keras
+
+    keras.utils.set_random_seed(args.seed)  # same initial weights for the same --seed
     with strategy.scope():
         net = build_generator(**config)
         opt, schedule = make_optimizer(args.lr, max_steps, precision)
@@ -106,11 +113,13 @@ def train(args) -> Path | None:
         print(f"Initialised weights from {args.init_checkpoint}")
     if start >= max_steps:
         print(f"Training already finished: step {start} of {max_steps}")
-        return existing[-1] if existing else None
+        return {"step": start, "max_steps": max_steps, "losses": [],
+                "checkpoint": str(existing[-1]) if existing else None}
+    end = min(max_steps, start + args.stop_after) if args.stop_after else max_steps
 
     ds = make_dataset(samples, patches, face=face, model=args.model, batch_size=args.batch_size,
                       patch_size=args.patch_size, seed=args.seed, start_step=start,
-                      end_step=max_steps)
+                      end_step=end)
     ds = strategy.experimental_distribute_dataset(ds)
 
     def step_fn(x, y):
@@ -144,6 +153,8 @@ def train(args) -> Path | None:
     last_path = None
     bar = tqdm(total=max_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
     step = start
+    losses = []
+    loss_v = float("nan")
     for x, y in ds:
         t_step = time.time()
         loss, per_scale, out = train_step(x, y)
@@ -156,6 +167,7 @@ def train(args) -> Path | None:
                 f"Last good checkpoint: {good[-1] if good else 'none'} "
                 f"(lower --lr or check the data)")
         step += 1
+        losses.append(loss_v)
         dt = time.time() - t_step
         bar.update(1)
         bar.set_postfix(loss=f"{loss_v:.5f}", samples_s=f"{args.batch_size / max(dt, 1e-9):.1f}")
@@ -169,7 +181,7 @@ def train(args) -> Path | None:
                     local = strategy.experimental_local_results(out)[0]
                     tf.summary.image("out", tf.clip_by_value(local[..., :3], 0, 1), max_outputs=2)
         timed_out = args.time_limit and time.time() - t0 > args.time_limit
-        if step % args.save_every == 0 or step == max_steps or timed_out:
+        if step % args.save_every == 0 or step == end or timed_out:
             last_path = save(step)
         if timed_out:
             print(f"\nTime limit of {args.time_limit:.0f}s reached at step {step}; "
@@ -180,5 +192,5 @@ def train(args) -> Path | None:
     summary = {"step": step, "max_steps": max_steps, "loss": loss_v, "checkpoint": str(last_path),
                "seconds": round(time.time() - t0, 1), "precision": precision}
     print(json.dumps(summary))
-    return last_path
+    return {**summary, "losses": losses}
 

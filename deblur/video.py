@@ -16,6 +16,7 @@ folder:
   <work>/training_set/<name>/blur_-2..2/  align           python -m preprocess align
   <work>/result/<name>/00001.png          deblur          python run_model.py --phase test
   <work>/final/00001.png                  blend           crop pasted back with a feathered mask
+  <work>/final_render/00001.png                           the render in full-frame coordinates
   OUTPUT.mp4                              encode          H.264 (libx264, yuv420p, CRF 18) at the
                                                           source frame rate, written atomically
 
@@ -146,8 +147,14 @@ class Options:
 
 
 def clip_name(path: Path) -> str:
-    """Folder name of the clip inside the working folder: the file stem, filesystem-safe."""
+    """Folder name of the clip inside the working folder: the file stem, filesystem-safe.
+
+    For a folder of frames named like a dataset sub-folder (`<clip>/blurry`), the clip's name.
+    """
+    path = Path(path).absolute()
     stem = path.stem if path.is_file() else path.name
+    if path.is_dir() and stem in ("blurry", "sharp", "blur_0", "frames", "image"):
+        stem = path.parent.name
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
     return safe or "clip"
 
@@ -231,6 +238,7 @@ class Pipeline:
         self.tset = self.work / "training_set"
         self.result = self.work / "result"
         self.final = self.work / "final"
+        self.final_render = self.work / "final_render"
         self.logs = self.work / "logs"
         self.py = sys.executable
         self.notes: list[str] = []
@@ -273,7 +281,7 @@ class Pipeline:
         return {"frames": [self.full / v / "blurry"], "landmarks": [self.full / v / "face"],
                 "region": [self.data / v], "reconstruct": [t / "face"], "render": [t / "render", t / "face_render"],
                 "align": [t / f"blur_{k}" for k in range(-4, 5)], "deblur": [self.result / v],
-                "blend": [self.final], "encode": []}[stage]
+                "blend": [self.final, self.final_render], "encode": []}[stage]
 
     def run(self) -> dict:
         o = self.o
@@ -422,7 +430,7 @@ class Pipeline:
 
     def run_align(self) -> None:
         cmd = [self.py, "-m", "preprocess", "align", "--dataset", str(self.data), "--out", str(self.tset),
-               "--datalist", str(self.work / "datalist.txt"), "--align", self.o.align, "--flow", self.o.flow,
+               "--datalist", "", "--align", self.o.align, "--flow", self.o.flow,
                "--jobs", str(self.o.jobs)]
         _run_tool(cmd, self.logs / "align.log", self.env)
 
@@ -446,16 +454,25 @@ class Pipeline:
     def run_blend(self) -> None:
         from deblur import face_region as fr
 
-        if self.final.is_dir():
-            shutil.rmtree(self.final)
+        for d in (self.final, self.final_render):
+            if d.is_dir():
+                shutil.rmtree(d)
         frames = _frames(self.full / self.name / "blurry")
         boxes = np.loadtxt(self.work / "boxes.txt", usecols=(1, 2, 3, 4), dtype=int, ndmin=2)
+        render_dir = self.tset / self.name / "render"
         for k, f in enumerate(frames):
             res = self.result / self.name / f.name
             if self.o.full_frame:
                 _link_or_copy(res, self.final / f.name)
             else:
                 write_image(self.final / f.name, fr.blend(read_image(f), read_image(res), boxes[k], self.o.feather))
+            if (render_dir / f.name).is_file():
+                # the 3D prior in full-frame coordinates, for comparison strips (black outside the window)
+                frame = read_image(f)
+                canvas = np.zeros_like(frame)
+                x0, y0, x1, y1 = boxes[k]
+                canvas[y0:y1, x0:x1] = read_image(render_dir / f.name)
+                write_image(self.final_render / f.name, canvas)
 
     def run_encode(self) -> None:
         o = self.o

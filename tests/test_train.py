@@ -1,0 +1,150 @@
+"""Training and testing through run_model.py: loss decreases, exact resume, NaN stop, data
+validation errors, test phase at any frame size."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deblur_data
+import run_model
+from deblur import checkpoint as ckpt
+from deblur.train import TrainingDiverged, train
+from preprocess.fileio import InputError, read_image, write_image
+
+TINY = ["--channels", "4", "--gpu", "-1", "--batch_size", "2"]
+
+
+def _args(tmp_path, *extra):
+    return run_model.parse_args([
+        "--phase", "train", "--datalist", str(tmp_path / "datalist_train.txt"),
+        "--data_root", str(tmp_path / "dataset"), "--train_root", str(tmp_path / "training_set"),
+        "--checkpoint_dir", str(tmp_path / "ckpt"), *TINY, *extra])
+
+
+def test_short_training_on_vd001_decreases_the_loss(tmp_path, vd001):
+    deblur_data.build(tmp_path, video="vd001", source=vd001, n=8)
+    res = train(_args(tmp_path, "--patch_size", "64", "--max_steps", "40", "--lr", "1e-3",
+                      "--channels", "8", "--levels", "2", "--save_every", "40"))
+    losses = np.asarray(res["losses"])
+    assert len(losses) == 40 and np.all(np.isfinite(losses))
+    assert losses[-8:].mean() < 0.5 * losses[:8].mean(), losses
+    assert (tmp_path / "ckpt" / "deblur-40.npz").is_file()
+    assert list((tmp_path / "ckpt").glob("events.out.tfevents*")), "no TensorBoard events"
+
+
+def test_resume_is_exact(tmp_path):
+    deblur_data.build(tmp_path, n=5, h=48, w=56)
+    common = ["--patch_size", "32", "--max_steps", "6", "--face", "both", "--lr", "1e-3"]
+    full = train(_args(tmp_path, *common, "--checkpoint_dir", str(tmp_path / "a")))
+    first = train(_args(tmp_path, *common, "--checkpoint_dir", str(tmp_path / "b"),
+                        "--stop_after", "3"))
+    assert first["step"] == 3
+    second = train(_args(tmp_path, *common, "--checkpoint_dir", str(tmp_path / "b")))
+    assert second["step"] == 6 and len(second["losses"]) == 3
+    np.testing.assert_allclose(full["losses"][3:], second["losses"], rtol=1e-4)
+    wa, oa, ma = ckpt.read_native(tmp_path / "a" / "deblur-6.npz")
+    wb, ob, mb = ckpt.read_native(tmp_path / "b" / "deblur-6.npz")
+    assert ma["step"] == mb["step"] == 6
+    for k in wa:
+        np.testing.assert_allclose(wa[k], wb[k], atol=1e-5, err_msg=k)
+    # The optimizer's iteration count, hence the decayed learning rate, continued.
+    iters = [k for k in ob if k.endswith("iteration") or k.endswith("iterations")]
+    assert iters and int(ob[iters[0]]) == 6
+    # Finished runs do nothing when started again.
+    again = train(_args(tmp_path, *common, "--checkpoint_dir", str(tmp_path / "b")))
+    assert again["losses"] == []
+
+
+def test_learning_rate_schedule_is_the_originals():
+    from deblur.train import make_optimizer
+
+    _, schedule = make_optimizer(1e-4, 1000, "fp32")
+    for step in (0, 1, 500, 999, 1000, 1500):
+        expected = 1e-4 * (1 - min(step, 1000) / 1000) ** 0.3
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-5, abs=1e-12)
+
+
+def test_nan_stops_with_the_last_good_checkpoint(tmp_path):
+    deblur_data.build(tmp_path, n=4, h=40, w=40)
+    with pytest.raises(TrainingDiverged, match="Last good checkpoint"):
+        train(_args(tmp_path, "--patch_size", "32", "--max_steps", "200", "--lr", "1e12",
+                    "--save_every", "1"))
+    good = ckpt.native_checkpoints(tmp_path / "ckpt")
+    assert good
+    w, _, _ = ckpt.read_native(good[-1])
+    assert all(np.all(np.isfinite(v)) for v in w.values())
+
+
+def test_missing_files_are_listed_before_training(tmp_path, capsys):
+    deblur_data.build(tmp_path, n=4, h=40, w=40)
+    (tmp_path / "training_set" / "clip" / "blur_1" / "00002.png").unlink()
+    (tmp_path / "dataset" / "clip" / "sharp" / "00003.png").write_bytes(b"not a png")
+    (tmp_path / "training_set" / "clip" / "face" / "00004.txt").write_text("1 2 3\n")
+    args = ["--phase", "train", "--datalist", str(tmp_path / "datalist_train.txt"),
+            "--data_root", str(tmp_path / "dataset"), "--train_root",
+            str(tmp_path / "training_set"), "--checkpoint_dir", str(tmp_path / "ckpt"),
+            "--patch_size", "32", *TINY]
+    assert run_model.main(args) == 2
+    err = capsys.readouterr().err
+    assert "3 problem(s)" in err and "00002.png (missing)" in err
+    assert "00003.png (unreadable" in err and "expected 239 or 257 coefficients" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").glob("*.npz"))
+
+
+def test_malformed_datalist_line(tmp_path):
+    (tmp_path / "list.txt").write_text("a/sharp/1.png a/blur_-2/1.png\n")
+    with pytest.raises(InputError, match="line 1: 2 columns, expected 8"):
+        train(run_model.parse_args(["--datalist", str(tmp_path / "list.txt")]))
+
+
+def test_test_phase_keeps_any_frame_size(tmp_path):
+    # A checkpoint trained for two steps; then frames of 341x321 and a portrait 200x260.
+    deblur_data.build(tmp_path, n=3, h=40, w=40)
+    train(_args(tmp_path, "--patch_size", "32", "--max_steps", "2", "--levels", "2"))
+    root = tmp_path / "testing_set"
+    for video, (h, w) in (("land", (321, 341)), ("portrait", (260, 200))):
+        deblur_data.build(tmp_path / "t", video=video, n=2, h=h, w=w)
+        src = tmp_path / "t" / "training_set" / video
+        for sub in src.iterdir():
+            for f in sub.iterdir():
+                dst = root / video / sub.name / f.name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.write_bytes(f.read_bytes())
+    out = tmp_path / "res"
+    rc = run_model.main(["--phase", "test", "--input_path", str(root), "--output_path", str(out),
+                         "--checkpoint", str(tmp_path / "ckpt"), "--levels", "2", "--gpu", "-1",
+                         "--gt_path", str(tmp_path / "t" / "dataset")])
+    assert rc == 0
+    assert read_image(out / "land" / "00001.png").shape == (321, 341, 3)
+    assert read_image(out / "portrait" / "00002.png").shape == (260, 200, 3)
+    assert (out / "metrics.json").is_file()
+
+
+def test_test_phase_reports_a_corrupt_frame(tmp_path, capsys):
+    deblur_data.build(tmp_path, n=3, h=40, w=40)
+    train(_args(tmp_path, "--patch_size", "32", "--max_steps", "1"))
+    (tmp_path / "training_set" / "clip" / "blur_0" / "00002.png").write_bytes(b"\x89PNG broken")
+    rc = run_model.main(["--phase", "test", "--input_path", str(tmp_path / "training_set"),
+                         "--output_path", str(tmp_path / "res"),
+                         "--checkpoint", str(tmp_path / "ckpt"), "--gpu", "-1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "blur_0/00002.png: cannot read image" in err
+    assert not (tmp_path / "res" / "clip" / "00002.png").exists()
+
+
+def test_checkpoint_flag_mismatch_is_reported(tmp_path):
+    deblur_data.build(tmp_path, n=3, h=40, w=40)
+    train(_args(tmp_path, "--patch_size", "32", "--max_steps", "1"))
+    net, cfg, step = ckpt.load_generator(tmp_path / "ckpt", {"face": "none", "levels": 1})
+    assert cfg["face"] == "both" and step == 1  # the stored configuration wins
+    weights, _, _ = ckpt.read_native(tmp_path / "ckpt" / "deblur-1.npz")
+    weights.pop("g_net/enc1_1/biases")
+    weights["g_net/extra/weights"] = np.zeros(3)
+    from deblur.network import build_generator
+
+    with pytest.raises(ckpt.CheckpointMismatch, match=r"missing \(1\).*enc1_1/biases"):
+        ckpt.assign_by_name(build_generator("both", 1, channels=4), weights, "x")
+    with pytest.raises(ckpt.CheckpointMismatch, match="shape mismatch"):
+        ckpt.assign_by_name(build_generator("none", 1, channels=4),
+                            ckpt.read_native(tmp_path / "ckpt" / "deblur-1.npz")[0], "x")
