@@ -87,6 +87,12 @@ def read_tf1_checkpoint(path) -> tuple[dict, str]:
     prefix = str(p)
     if p.is_dir():
         latest = tf.train.latest_checkpoint(str(p))
+        if latest is not None and not Path(latest + ".index").is_file():
+            # The `checkpoint` file of a released model names paths on the authors' machine;
+            # as the original load(), use the basename inside this folder.
+            latest = str(p / Path(latest).name)
+            if not Path(latest + ".index").is_file():
+                latest = None
         if latest is None:
             idx = sorted(p.glob("*.index"), key=_step_of)
             if not idx:
@@ -120,7 +126,7 @@ def infer_config_from_tf1(arrays: dict) -> dict:
     coeff = w3c > 4 * channels
     face = {(True, True): "both", (True, False): "render", (False, True): "coeff",
             (False, False): "none"}[(render, coeff)]
-    lstm = any("BasicConvLSTMCell" in n for n in arrays)
+    lstm = any("/convLSTM/" in n for n in arrays)
     model = "lstm" if lstm else ("gray" if c_out == 1 else "color")
     return dict(face=face, model=model, n_frames=n_frames, channels=channels)
 

@@ -212,7 +212,7 @@ def evaluate(pred, gt, blurry=None, identity: bool = True, progress=None) -> Rep
     pred, gt = Path(pred), Path(gt)
     blurry = Path(blurry) if blurry is not None else None
     vids = _video_dirs(pred)
-    single = len(vids) == 1 and _has_images(pred)
+    single = len(vids) == 1  # one video: gt/blurry/render may also be given as a plain folder of frames
     scorer = IdentityScorer() if identity else None
     rep = Report()
     n_fallback = 0
@@ -376,17 +376,18 @@ def _strip(panels: list[tuple[str, np.ndarray | None]], shape) -> np.ndarray:
 
 
 def write_comparison(pred, gt, out_dir, blurry=None, render=None, fps: float = 10.0,
-                     rep: Report | None = None) -> dict:
+                     rep: Report | None = None, render_label: str = "3D prior") -> dict:
     """Side-by-side strips `blurry | render prior | result | sharp` per frame.
 
     Writes `<out_dir>/<video>/NNNNN.png` for every frame and `<out_dir>/<video>.mp4` (H.264,
     yuv420p, `fps` frames per second; widths/heights padded to even sizes). Panels whose folder
-    is not given are drawn grey and labelled "(n/a)". When `rep` is given the result panel is
+    is not given are drawn grey and labelled "(n/a)"; `render_label` names the prior panel (say
+    "3D prior (STAND-IN)" when the renders come from the stand-in morphable model). When `rep` is given the result panel is
     labelled with its PSNR. Returns {video: {"pngs": [...], "mp4": path}}.
     """
     pred, gt, out_dir = Path(pred), Path(gt), Path(out_dir)
     vids = _video_dirs(pred)
-    single = len(vids) == 1 and _has_images(pred)
+    single = len(vids) == 1  # one video: gt/blurry/render may also be given as a plain folder of frames
     psnrs = {(r["video"], r["frame"]): r["psnr"] for r in rep.rows} if rep is not None else {}
     written = {}
     for video, pdir in vids.items():
@@ -404,7 +405,7 @@ def write_comparison(pred, gt, out_dir, blurry=None, render=None, fps: float = 1
             ptxt = "result"
             if (video, p.name) in psnrs and math.isfinite(psnrs[(video, p.name)]):
                 ptxt += f" {psnrs[(video, p.name)]:.2f}dB"
-            strip = _strip([("blurry", bimg), ("3D prior", rimg), (ptxt, pimg), ("sharp", gimg)], gimg.shape)
+            strip = _strip([("blurry", bimg), (render_label, rimg), (ptxt, pimg), ("sharp", gimg)], gimg.shape)
             path = out_dir / video / p.name
             write_image(path.with_suffix(".png"), strip)
             frames.append(strip)

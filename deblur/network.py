@@ -189,10 +189,10 @@ class ResBlock(layers.Layer):
 class ConvLSTM(layers.Layer):
     """SRN-Deblur `BasicConvLSTMCell` (3x3, forget bias 1.0, tanh) at the bottleneck.
 
-    State is [c, h] concatenated on channels (2*features). Gates come from one conv over
-    [inputs, h] split in the order i, j, f, o (the original `_conv_linear`, variables
-    `Matrix` [k, k, in+features, 4*features] and `Bias` [4*features]).
-    Returns (h_new, state_new).
+    State is [c, h] concatenated on channels (2*features). Gates come from one slim conv over
+    [inputs, h] split in the order i, j, f, o: the original's `_conv_linear`, called in scope
+    `convLSTM`, creates `convLSTM/LSTM_conv/weights` [k, k, in+features, 4*features] and
+    `.../biases` (truncated-normal init, stddev 1e-3). Returns (h_new, state_new).
     """
 
     def __init__(self, features: int = 128, kernel_size: int = 3, forget_bias: float = 1.0,
@@ -205,10 +205,10 @@ class ConvLSTM(layers.Layer):
     def build(self, x_shape, state_shape=None):
         in_ch = x_shape[-1]
         self.matrix = self.add_weight(
-            name="Matrix", shape=(self.kernel_size, self.kernel_size, in_ch + self.features,
-                                  4 * self.features),
-            initializer="glorot_uniform")
-        self.bias_term = self.add_weight(name="Bias", shape=(4 * self.features,),
+            name="weights", shape=(self.kernel_size, self.kernel_size, in_ch + self.features,
+                                   4 * self.features),
+            initializer=keras.initializers.TruncatedNormal(stddev=1e-3))
+        self.bias_term = self.add_weight(name="biases", shape=(4 * self.features,),
                                          initializer="zeros")
 
     def call(self, x, state):
@@ -227,7 +227,8 @@ class ConvLSTM(layers.Layer):
                 "kernel_size": self.kernel_size, "forget_bias": self.forget_bias}
 
     def tf1_variables(self):
-        return {f"{self.name}/Conv/Matrix": self.matrix, f"{self.name}/Conv/Bias": self.bias_term}
+        return {f"{self.name}/LSTM_conv/weights": self.matrix,
+                f"{self.name}/LSTM_conv/biases": self.bias_term}
 
 
 @keras.saving.register_keras_serializable(package="facedeblur")
@@ -338,7 +339,7 @@ def build_generator(face: str = "both", levels: int = 1, model: str = "color",
                                     kernel_initializer="glorot_uniform", name="dec1_4")
     dec1 = [ResBlock(w1r, name=f"dec1_{k}") for k in (3, 2, 1)]
     dec1_0 = _conv(C, 5, "dec1_0", activation=None)
-    lstm = ConvLSTM(w3, name="BasicConvLSTMCell") if model == "lstm" else None
+    lstm = ConvLSTM(w3, name="convLSTM") if model == "lstm" else None
 
     blur = inputs["blur"]
     pred = blur

@@ -132,6 +132,8 @@ def _conv_lstm(inputs, state, num_features):
                             weights_initializer=v1.truncated_normal_initializer(stddev=1.0e-3),
                             biases_initializer=v1.constant_initializer(0.0)):
             gates = slim.conv2d(tf.concat([inputs, h], axis=3), 4 * num_features, [3, 3], scope="LSTM_conv")
+        # Gate order along the 4*F output channels of LSTM_conv is (i, j, f, o); the
+        # importer must keep it, so the oracle splits exactly as the original.
         i, j, f, o = tf.split(gates, 4, axis=3)
         new_c = c * tf.sigmoid(f + 1.0) + tf.sigmoid(i) * tf.tanh(j)
         new_h = tf.tanh(new_c) * tf.sigmoid(o)
@@ -139,6 +141,9 @@ def _conv_lstm(inputs, state, num_features):
 
 
 def _pad_coeff(coeff, h, w):
+    # Python 3 round (half to even): the original ships Python 3.6 bytecode caches; Python 2
+    # would round x.5 away from zero and shift the map by one pixel when h or w is
+    # 2 mod 4 (e.g. 10, 14, 18). Sizes in the tests avoid that ambiguity.
     top = int(round((h - 9) * 0.5))
     left = int(round((w - 9) * 0.5))
     padded = tf.pad(coeff, [[0, 0], [top, h - 9 - top], [left, w - 9 - left]])
@@ -266,17 +271,19 @@ def build_oracle_checkpoint(ckpt_dir, *, face="both", levels=1, model="color", n
     them.  Weights: seeded random values (see ``_random_value``), biases included.
     with_adam: also the training-only variables the original checkpoint holds
     (``<var>/Adam``, ``<var>/Adam_1`` with random moments, ``beta1_power``,
-    ``beta2_power``, and the step counter ``Variable`` = step).
+    ``beta2_power``).  The original's unnamed step counter ``Variable`` = step is
+    always saved.
     height/width/batch: placeholder size of the graph that creates the variables;
-    the variables do not depend on it, so sizes the original cannot run (see
-    ``check_size``) are replaced by the smallest valid square.
+    the variables depend neither on it nor on ``levels`` (the scales share them),
+    so sizes the original cannot run (see ``check_size``) are replaced by the
+    smallest valid square and one scale is built.
     Returns ``ckpt_dir/deblur.model-<step>``.
     """
     _check_flags(face, levels, model, n_frames, channels)
     try:
-        check_size(height, width, face=face, levels=levels)
+        check_size(height, width, face=face, levels=1)
     except ValueError:
-        height = width = min_size(face=face, levels=levels)
+        height = width = min_size(face=face, levels=1)
     os.makedirs(ckpt_dir, exist_ok=True)
     rng = np.random.RandomState(seed)
     graph = tf.Graph()
@@ -284,27 +291,35 @@ def build_oracle_checkpoint(ckpt_dir, *, face="both", levels=1, model="color", n
         # Created before the model, unnamed, as the original's train() does.
         global_step = v1.Variable(initial_value=0, dtype=tf.int32, trainable=False)
         blur, render, coeff = _placeholders(batch, height, width, model=model, n_frames=n_frames)
-        outs = _generator(blur, render, coeff, face=face, levels=levels, model=model, n_frames=n_frames,
-                          channels=channels)
+        # One scale creates every variable (the scales share them); building all
+        # `levels` scales would only cost graph-construction time.
+        _generator(blur, render, coeff, face=face, levels=1, model=model, n_frames=n_frames,
+                   channels=channels)
         g_vars = v1.trainable_variables()
         if with_adam:
-            loss = tf.add_n([tf.reduce_mean(o ** 2) for o in outs])
+            # Any loss over all generator variables creates the same slots; a weight
+            # norm avoids building the conv backward graph.
+            loss = tf.add_n([tf.reduce_sum(tf.square(v)) for v in g_vars])
             v1.train.AdamOptimizer(1e-4).minimize(loss, global_step=global_step, var_list=g_vars)
+        values = [(global_step, np.int32(step))]
+        for var in sorted(g_vars, key=lambda v: v.op.name):
+            values.append((var, _random_value(var.op.name, var.shape.as_list(), rng)))
+        if with_adam:
+            for var in sorted(v1.global_variables(), key=lambda v: v.op.name):
+                name, shape = var.op.name, var.shape.as_list()
+                if name.endswith("/Adam"):
+                    values.append((var, (rng.standard_normal(shape) * 1e-3).astype(np.float32)))
+                elif name.endswith("/Adam_1"):
+                    values.append((var, (rng.random_sample(shape) * 1e-6).astype(np.float32)))
+                elif name in ("beta1_power", "beta2_power"):
+                    beta = 0.9 if name == "beta1_power" else 0.999
+                    values.append((var, np.float32(beta ** (step + 1))))
+        # One run for all assignments: a session run per variable costs ~50 ms each.
+        holders = [v1.placeholder(var.dtype.base_dtype, var.shape) for var, _ in values]
+        assign_all = tf.group(*[var.assign(ph) for (var, _), ph in zip(values, holders)])
         with v1.Session(graph=graph) as sess:
             sess.run(v1.global_variables_initializer())
-            for var in sorted(g_vars, key=lambda v: v.op.name):
-                var.load(_random_value(var.op.name, var.shape.as_list(), rng), sess)
-            if with_adam:
-                global_step.load(step, sess)
-                for var in sorted(v1.global_variables(), key=lambda v: v.op.name):
-                    name = var.op.name
-                    if name.endswith("/Adam"):
-                        var.load((rng.standard_normal(var.shape.as_list()) * 1e-3).astype(np.float32), sess)
-                    elif name.endswith("/Adam_1"):
-                        var.load((rng.random_sample(var.shape.as_list()) * 1e-6).astype(np.float32), sess)
-                    elif name in ("beta1_power", "beta2_power"):
-                        beta = 0.9 if name == "beta1_power" else 0.999
-                        var.load(np.float32(beta ** (step + 1)), sess)
+            sess.run(assign_all, feed_dict={ph: val for (_, val), ph in zip(values, holders)})
             saver = v1.train.Saver(max_to_keep=50)
             return saver.save(sess, os.path.join(ckpt_dir, MODEL_PREFIX), global_step=step,
                               write_meta_graph=False)
