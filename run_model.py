@@ -75,7 +75,9 @@ def parse_args(argv=None):
     g.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
                    help="fp32, bf16/fp16 mixed precision, or auto (bf16 on AMX/AVX512-BF16 CPUs, "
                         "mixed on GPUs)")
-    g.add_argument("--xla", action="store_true", help="compile the training step with XLA")
+    g.add_argument("--xla", action="store_true",
+                   help="compile the training step / forward pass with XLA (see the README's "
+                        "speed table for where it helps)")
     return p.parse_args(argv)
 
 
@@ -106,7 +108,8 @@ def main(argv=None) -> int:
                           n_frames=args.n_frames, channels=args.channels)
             net, config, step = load_generator(path, config)
             print(f"Loaded {path} (step {step}): {config}")
-            run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose),
+            run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,
+                               jit_compile=args.xla),
                      args.input_path, args.output_path, args.gt_path, args.skip_existing)
     except (InputError, CheckpointMismatch, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)

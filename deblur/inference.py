@@ -29,10 +29,12 @@ class Deblurrer:
     render uint8 HxWx3, coeff the 239/257 coefficient vector -> uint8 HxWx3 restored frame.
     """
 
-    def __init__(self, net, config: dict, transpose_portrait: bool = True):
+    def __init__(self, net, config: dict, transpose_portrait: bool = True,
+                 jit_compile: bool = False):
         self.net = net
         self.config = config
         self.transpose_portrait = transpose_portrait
+        self.jit_compile = jit_compile
         self._fn = None
 
     def _predict(self, inputs):
@@ -44,7 +46,7 @@ class Deblurrer:
             if self._fn is None:
                 # One trace for every frame size: spatial dims are left unknown.
                 self._fn = tf.function(lambda d: self.net(d, training=False),
-                                       reduce_retracing=True)
+                                       reduce_retracing=True, jit_compile=self.jit_compile)
             out = self._fn({k: tf.constant(v) for k, v in inputs.items()})
         else:
             out = self.net(inputs, training=False)

@@ -48,6 +48,32 @@ def multiscale_loss(outputs, target):
     return total, per_scale
 
 
+def build_train_step(net, opt, strategy=None, jit_compile: bool = False):
+    """One optimisation step as a tf.function: (inputs, target) -> (loss, per-scale losses,
+    finest output). Losses are reduced over replicas under a distribution strategy."""
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+
+    def step_fn(x, y):
+        with tf.GradientTape() as tape:
+            outs = net(x, training=True)
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            loss, per_scale = multiscale_loss(outs, y)
+            scaled = opt.scale_loss(loss) if hasattr(opt, "scale_loss") else loss
+        grads = tape.gradient(scaled, net.trainable_variables)
+        opt.apply_gradients(zip(grads, net.trainable_variables))
+        return loss, per_scale, outs[-1]
+
+    @tf.function(jit_compile=jit_compile)
+    def train_step(x, y):
+        loss, per_scale, out = strategy.run(step_fn, args=(x, y))
+        reduce = lambda t: strategy.reduce(tf.distribute.ReduceOp.MEAN, t, axis=None)  # noqa: E731
+        return reduce(loss), [reduce(p) for p in per_scale], out
+
+    return train_step
+
+
 def make_optimizer(lr: float, max_steps: int, precision: str):
     import keras
 
@@ -122,21 +148,7 @@ def train(args) -> dict:
                       end_step=end)
     ds = strategy.experimental_distribute_dataset(ds)
 
-    def step_fn(x, y):
-        with tf.GradientTape() as tape:
-            outs = net(x, training=True)
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            loss, per_scale = multiscale_loss(outs, y)
-            scaled = opt.scale_loss(loss) if hasattr(opt, "scale_loss") else loss
-        grads = tape.gradient(scaled, net.trainable_variables)
-        opt.apply_gradients(zip(grads, net.trainable_variables))
-        return loss, per_scale, outs[-1]
-
-    @tf.function(jit_compile=bool(args.xla))
-    def train_step(x, y):
-        loss, per_scale, out = strategy.run(step_fn, args=(x, y))
-        reduce = lambda t: strategy.reduce(tf.distribute.ReduceOp.MEAN, t, axis=None)  # noqa: E731
-        return reduce(loss), [reduce(p) for p in per_scale], out
+    train_step = build_train_step(net, opt, strategy, jit_compile=bool(args.xla))
 
     writer = tf.summary.create_file_writer(str(train_dir))
     meta_extra = {"max_steps": max_steps, "args": {k: (str(v) if isinstance(v, Path) else v)
