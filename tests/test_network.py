@@ -145,3 +145,32 @@ def test_bad_flags_are_rejected():
         build_generator(model="rgb")
     with pytest.raises(ValueError, match="odd"):
         build_generator(n_frames=4)
+
+
+def test_network_module_is_backend_portable():
+    """The generator uses keras.layers / keras.ops only (runs under JAX or PyTorch too)."""
+    import ast
+    from pathlib import Path
+
+    import deblur.network
+
+    tree = ast.parse(Path(deblur.network.__file__).read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= {"__future__", "math", "keras", "numpy"}, imported
+
+
+def test_run_model_help_lists_the_flags(capsys):
+    import run_model
+
+    with pytest.raises(SystemExit) as e:
+        run_model.parse_args(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--phase", "--datalist", "--face", "--levels", "--model", "--n_frames",
+                 "--batch_size", "--patch_size", "--epoch", "--lr", "--gpu", "--input_path",
+                 "--output_path", "--checkpoint", "--precision"):
+        assert flag in text, flag
+    assert "both,render,coeff,none" in text.replace(" ", "") or "{both,render,coeff,none}" in text
