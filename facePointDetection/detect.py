@@ -21,9 +21,22 @@ import os
 
 import numpy as np
 
+from preprocess.parallel import WORKER_THREADS_ENV
+
 # Row order of the original face/*.txt files (see module docstring).
 POINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 _FLIP_ROWS = [1, 0, 2, 4, 3]
+
+
+def _limit_tf_threads(n: int) -> None:
+    """Cap TensorFlow's thread pools in a `--jobs` worker (possible only before TF runs an op)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TF already initialised in this process: keep its pools
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -40,43 +53,56 @@ class FivePointDetector:
     """MTCNN wrapper; build one per process (loading the three networks takes seconds).
 
     detect(img RGB uint8 HxWx3) -> list of dict(box=(4,) [l, t, r, b] float, confidence,
-    points=(5, 2) float in POINT_NAMES order), sorted by decreasing box area.
+    points=(5, 2) float in POINT_NAMES order), sorted by decreasing box area;
+    detect_many(list of images) -> one such list per image.
     """
 
     def __init__(self, flip: bool = True, min_face_size: int = 20):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        threads = os.environ.get(WORKER_THREADS_ENV)
+        if threads:
+            _limit_tf_threads(int(threads))
         from mtcnn import MTCNN
 
         self.flip = flip
         self.min_face_size = min_face_size
         self._mtcnn = MTCNN()
 
-    def _raw(self, img: np.ndarray) -> np.ndarray:
+    def _raw(self, imgs: list[np.ndarray]) -> np.ndarray:
         # numpy output keeps sub-pixel landmarks (the JSON output rounds them to integers):
-        # columns [image_id, l, t, r, b, confidence, x1..x5, y1..y5].
-        r = self._mtcnn.detect_faces(np.ascontiguousarray(img), output_type="numpy", box_format="xyxy",
-                                     min_face_size=self.min_face_size)
+        # columns [image_id, l, t, r, b, confidence, x1..x5, y1..y5]. A list is run as one
+        # batch (about 3x faster than frame by frame on CPU, identical results).
+        r = self._mtcnn.detect_faces([np.ascontiguousarray(i) for i in imgs], output_type="numpy",
+                                     box_format="xyxy", min_face_size=self.min_face_size)
         return np.asarray(r, float).reshape(-1, 16)
 
     def detect(self, img: np.ndarray) -> list[dict]:
-        img = np.asarray(img)
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"expected an RGB uint8 HxWx3 image, got {img.dtype} {img.shape}")
-        r = self._raw(img)
-        boxes = r[:, 1:5]
+        return self.detect_many([img])[0]
+
+    def detect_many(self, imgs: list[np.ndarray]) -> list[list[dict]]:
+        """`detect` for several frames at once (one MTCNN batch; frames may differ in size)."""
+        for img in imgs:
+            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+                raise ValueError(f"expected RGB uint8 HxWx3 images, got {img.dtype} {img.shape}")
+        r = self._raw(imgs)
+        rf = self._raw([img[:, ::-1] for img in imgs]) if self.flip else np.empty((0, 16))
+        return [self._merge(r[r[:, 0] == k], rf[rf[:, 0] == k], img.shape[1]) for k, img in enumerate(imgs)]
+
+    @staticmethod
+    def _merge(r: np.ndarray, rf: np.ndarray, w: int) -> list[dict]:
+        boxes = r[:, 1:5].copy()
         pts = np.stack([r[:, 6:11], r[:, 11:16]], axis=2)
-        if self.flip and len(r):
-            w = img.shape[1]
-            rf = self._raw(img[:, ::-1])
-            if len(rf):
-                bf = np.stack([w - 1 - rf[:, 3], rf[:, 2], w - 1 - rf[:, 1], rf[:, 4]], axis=1)
-                pf = np.stack([w - 1 - rf[:, 6:11], rf[:, 11:16]], axis=2)[:, _FLIP_ROWS]
-                iou = box_iou(boxes, bf)
-                for i in range(len(r)):
-                    j = int(np.argmax(iou[i]))
-                    if iou[i, j] > 0.5:
-                        pts[i] = (pts[i] + pf[j]) / 2
-                        boxes[i] = (boxes[i] + bf[j]) / 2
+        if len(r) and len(rf):
+            # Mirror the flipped pass back (x -> w-1-x, left/right rows swapped), then average
+            # each direct detection with the mirrored one covering the same face.
+            bf = np.stack([w - 1 - rf[:, 3], rf[:, 2], w - 1 - rf[:, 1], rf[:, 4]], axis=1)
+            pf = np.stack([w - 1 - rf[:, 6:11], rf[:, 11:16]], axis=2)[:, _FLIP_ROWS]
+            iou = box_iou(boxes, bf)
+            for i in range(len(r)):
+                j = int(np.argmax(iou[i]))
+                if iou[i, j] > 0.5:
+                    pts[i] = (pts[i] + pf[j]) / 2
+                    boxes[i] = (boxes[i] + bf[j]) / 2
         order = np.argsort(-np.prod(boxes[:, 2:] - boxes[:, :2], axis=1), kind="stable")
         return [dict(box=boxes[i].copy(), confidence=float(r[i, 5]), points=pts[i].copy()) for i in order]
 

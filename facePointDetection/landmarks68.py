@@ -11,22 +11,19 @@ the image left / right).
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 from preprocess.fileio import InputError
+from preprocess.video import dlib_model_path
 
 
 def predictor_path(name: str = "shape_predictor_68_face_landmarks.dat") -> Path:
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError("face_recognition_models is not installed: 68 points need "
-                         "`pip install face-recognition-models` (it ships the dlib predictor)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
-    if not path.is_file():
-        raise InputError(f"{path}: dlib shape predictor file not found")
+    path = dlib_model_path(name)
+    if path is None:
+        raise InputError(f"dlib model {name} not found: 68 points need the face-recognition-models "
+                         f"package (`pip install face-recognition-models`), which ships it")
     return path
 
 

@@ -27,6 +27,7 @@ from preprocess.parallel import chunks, run_tasks
 from .detect import FivePointDetector, fill_missing, select_track, smooth_points
 
 CACHE = ".facepoints_raw"
+BATCH = 8  # frames per MTCNN batch
 _DETECTOR: dict = {}
 
 
@@ -47,11 +48,12 @@ def _detect_task(task) -> int:
     video = Path(video)
     det = _detector(flip, min_face)
     rows = {}
-    for n in names:
-        img = read_image(video / "blurry" / n)
-        rows[n] = dict(shape=list(img.shape[:2]),
-                       faces=[dict(box=d["box"].tolist(), confidence=d["confidence"],
-                                   points=d["points"].tolist()) for d in det.detect(img)])
+    for batch in chunks(names, BATCH):
+        imgs = [read_image(video / "blurry" / n) for n in batch]
+        for n, img, faces in zip(batch, imgs, det.detect_many(imgs)):
+            rows[n] = dict(shape=list(img.shape[:2]),
+                           faces=[dict(box=d["box"].tolist(), confidence=d["confidence"],
+                                       points=d["points"].tolist()) for d in faces])
     write_text(_cache_file(video, names), json.dumps(rows))
     return len(names)
 
@@ -68,11 +70,16 @@ def detect_dataset(dataset, points: int = 5, jobs: int = 1, flip: bool = True, s
     """Write five-point (and optionally 68-point) files for every `dataset/<video>/blurry/`.
 
     Returns {video: dict(frames, interpolated=[names], skipped=bool)}. Raises InputError naming
-    the folder when a clip has no face detection at all.
+    the folder(s) of clips without any face detection, after finishing every other clip.
     """
     if points not in (5, 68):
         raise ValueError(f"--points must be 5 or 68, got {points}")
     vids = [v for v in list_videos(dataset, "blurry") if not videos or v.name in videos]
+    if jobs > 1:
+        # Small datasets: smaller chunks so every worker gets some (cache names follow the
+        # chunking, so a resumed run with other --jobs only redoes unfinished clips' chunks).
+        n = sum(len(list_frames(v / "blurry", "blurry frames")) for v in vids)
+        chunk = max(4, min(chunk, -(-n // jobs)))
     todo, tasks, summary = [], [], {}
     for v in vids:
         names = [p.name for p in list_frames(v / "blurry", "blurry frames")]
@@ -85,16 +92,24 @@ def detect_dataset(dataset, points: int = 5, jobs: int = 1, flip: bool = True, s
                 tasks.append((str(v), c, flip, min_face_size))
     run_tasks(_detect_task, tasks, jobs, desc="mtcnn", unit="frame", weights=lambda t: len(t[1]))
     pred68 = _pred68(points) if todo else None
+    no_face = []
     for v, names in todo:
         raw = {}
         for c in chunks(names, chunk):
             raw.update(json.loads(_cache_file(v, c).read_text()))
-        summary[v.name] = _finish_video(v, names, raw, smooth, points, pred68)
+        try:
+            summary[v.name] = _finish_video(v, names, raw, smooth, points, pred68)
+        except InputError as e:
+            no_face.append(str(e))  # finish the other clips first, then report them all
+            continue
         if summary[v.name]["interpolated"]:
             miss = summary[v.name]["interpolated"]
             log(f"{v.name}: no face in {len(miss)}/{len(names)} frames, interpolated: "
                 f"{', '.join(miss[:10])}{' ...' if len(miss) > 10 else ''}")
         shutil.rmtree(v / CACHE, ignore_errors=True)
+    if no_face:
+        raise InputError("; ".join(no_face) + (" (the other clips were processed; exclude these "
+                                               "with --videos or remove them)" if len(todo) > 1 else ""))
     return summary
 
 

@@ -101,6 +101,8 @@ def align_dataset(dataset, out, datalist=None, align: str = "flow", flow: str = 
     homography fallbacks, datalist lines).
     """
     offsets = frame_offsets(n_frames)
+    if flow_side is not None and flow_side < 8:
+        raise ValueError(f"--flow_side must be at least 8 pixels (or 0 for full size), got {flow_side}")
     if align not in ALIGN_METHODS:
         raise ValueError(f"unknown --align {align!r} (choose from {ALIGN_METHODS})")
     vids = [v for v in list_videos(dataset, "blurry") if not videos or v.name in videos]
@@ -134,7 +136,8 @@ def write_datalist(dataset, out, path, n_frames: int = 5, videos=None) -> int:
 
     A frame is listed only when its sharp target and all of its blur_* files exist (coefficient
     and render paths are listed where demo.py / demo_render.py will write them). Returns the
-    number of lines; InputError when there would be none.
+    number of lines; when there are none (test clips without sharp frames) no file is written
+    and 0 is returned.
     """
     offsets = frame_offsets(n_frames)
     lines = []
@@ -148,7 +151,6 @@ def write_datalist(dataset, out, path, n_frames: int = 5, videos=None) -> int:
             if (v / "sharp" / p.name).exists() and all((o_v / f"blur_{o}" / p.name).exists() for o in offsets):
                 lines.append(datalist_line(v.name, p.name, offsets))
     if not lines:
-        raise InputError(f"{dataset}: no frame has both sharp/ and aligned blur_* files under {out}; "
-                         f"datalist {path} not written")
+        return 0
     write_text(path, "\n".join(lines) + "\n")
     return len(lines)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import InputError, frame_name, read_image, write_image
+from .fileio import InputError, read_image, write_image
 from .flow import compute_flow, warp
 from .parallel import chunks, run_tasks
 

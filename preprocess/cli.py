@@ -49,9 +49,10 @@ def _align_args(p):
     g.add_argument("--datalist", default="./datalist_train.txt",
                    help="datalist to write ('' = do not write one)")
     g.add_argument("--align", default="flow", choices=ALIGN_METHODS, help="neighbour warping (default flow)")
-    g.add_argument("--flow", default="tvl1", choices=FLOW_METHODS, help="flow method (default tvl1; dis is ~100x faster)")
+    g.add_argument("--flow", default="tvl1", choices=FLOW_METHODS, help="flow method (default tvl1, as the original; dis computes flow ~100x faster)")
     g.add_argument("--flow_side", type=int, default=200,
-                   help="flow computed with the smaller image side at this size (default 200, as the original)")
+                   help="flow computed with the smaller image side at this size (default 200, as the "
+                        "original; 0 = full size)")
     g.add_argument("--n_frames", type=int, default=5, help="frames per sample: 5 (t-2..t+2) or 9 (t-4..t+4)")
 
 
@@ -86,6 +87,8 @@ def _extract(task):
 def run_frames(a) -> list:
     if a.name and len(a.video) > 1:
         raise ValueError("--name can only be used with a single --video")
+    if a.max_frames is not None and a.max_frames < 1:
+        raise ValueError(f"--max_frames must be >= 1, got {a.max_frames}")
     if a.face_crop is not None and a.face_crop < 16:
         raise ValueError(f"--face_crop must be at least 16 pixels, got {a.face_crop}")
     opts = vars(a)
@@ -106,7 +109,7 @@ def main(argv=None) -> int:
                                                    videos=videos)))
         if a.cmd in ("align", "all"):
             print("align:", json.dumps(align_dataset(a.dataset, a.out, a.datalist or None, a.align, a.flow,
-                                                     a.n_frames, a.jobs, flow_side=a.flow_side,
+                                                     a.n_frames, a.jobs, flow_side=a.flow_side or None,
                                                      videos=videos, datalist_videos=a.videos)))
     except (InputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

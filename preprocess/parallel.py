@@ -16,11 +16,17 @@ from typing import Callable, Iterable
 from tqdm import tqdm
 
 
+WORKER_THREADS_ENV = "FACEDEBLUR_WORKER_THREADS"
+
+
 def _init_worker(threads: int) -> None:
-    # One OpenCV thread per worker: N workers x all-core thread pools would oversubscribe.
+    # Each worker gets cores/jobs threads: N workers each spinning an all-core OpenCV or
+    # TensorFlow thread pool would oversubscribe the machine. TensorFlow's pool is created
+    # later, by the code that imports it, which reads WORKER_THREADS_ENV.
     import cv2
 
     cv2.setNumThreads(threads)
+    os.environ[WORKER_THREADS_ENV] = str(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
@@ -46,7 +52,7 @@ def run_tasks(fn: Callable, tasks: Iterable, jobs: int = 1, desc: str = "", unit
             return results
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(1,)) as pool:
+                                 initargs=(max(1, (os.cpu_count() or 1) // jobs),)) as pool:
             futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
             try:
                 for fut in as_completed(futures):

@@ -5,17 +5,26 @@ image files, and writes `dataset/<name>/<subdir>/00001.png ...` (1-based, 5 digi
 
 Face-centred crop (how 300VW-style face clips are made): dlib's HOG frontal-face detector
 finds a face box on every selected frame (on a copy whose longer side is at most 480 px), one
-face is tracked (the largest at the start, then the nearest to the previous box), frames
+face is tracked (the largest at the start, then the nearest to the previous box), the box
+centre is refined with dlib's 5-point landmarks (HOG boxes move in steps of pixels), frames
 without a detection are filled by linear interpolation, and the box centre and side are
 smoothed over time with a Gaussian of `crop_smooth` frames (a jittering crop would add motion
 that is not in the video). The square crop has side `crop_scale` x the detector box side,
-centred `CROP_SHIFT_UP` x side above the detector box centre (the HOG box spans eyebrows to
+centred `CROP_SHIFT_UP` x the detector box side above the detector box centre (the HOG box spans eyebrows to
 chin; the shift brings the forehead in), and is resampled to `face_crop` x `face_crop` pixels
 with sub-pixel precision (affine warp; replicated border where the box leaves the frame).
 The boxes are written to `dataset/<name>/crop_boxes.txt` (`NNNNN.png source_index cx cy
 side`, source pixels, 0-based source frame index) so a crop can be traced back to the video.
 """
 from __future__ import annotations
+
+import importlib.util
+import os
+import re
+
+# Silence FFmpeg's own console messages from OpenCV's backend; failures are reported as
+# one InputError instead. Must be set before the backend is first used.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 from pathlib import Path
 from typing import Iterator
@@ -37,8 +46,15 @@ def video_name(path) -> str:
     return p.name if p.is_dir() else p.stem
 
 
+def _natural_key(p: Path):
+    # "frame9.jpg" before "frame10.jpg": digit runs compare as numbers.
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith("."))
+    """Image files of a frame folder in natural name order."""
+    return sorted((f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".")),
+                  key=_natural_key)
 
 
 def iter_video(path, max_frames: int | None = None, step: int = 1) -> Iterator[tuple[int, np.ndarray]]:
@@ -106,26 +122,50 @@ def _decode(path: Path, step: int) -> Iterator[tuple[int, np.ndarray]]:
             if i % step == 0:
                 yield i, np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy()
     except (RuntimeError, OSError, StopIteration, KeyError) as e:
-        raise InputError(f"{path}: cannot decode video ({type(e).__name__}: {str(e).strip()[:200]})") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"{path}: cannot decode video (not a video file, or a codec ffmpeg "
+                         f"does not know: {first[:160]})") from None
 
 
-def detect_face_track(frames: list[np.ndarray]) -> np.ndarray:
-    """Face box per frame with dlib HOG: (T, 3) [cx, cy, side] in frame pixels, NaN = none.
+def dlib_model_path(name: str) -> Path | None:
+    """Path of a dlib model shipped by the `face-recognition-models` package, or None.
 
-    One face is followed: the largest in the first frame with a detection, then in each
-    frame the detection whose centre is nearest to the previous one (within one box side).
+    The package's own import needs pkg_resources (gone from recent setuptools), so its folder
+    is located with importlib instead of being imported.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
+    return path if path.is_file() else None
+
+
+def detect_face_track(frames) -> np.ndarray:
+    """Face box per frame: (T, 3) [cx, cy, side] in frame pixels, NaN rows = no face.
+
+    `frames` is any iterable of RGB uint8 frames (consumed once; a generator keeps memory
+    flat on long videos). dlib's HOG detector finds the faces; one is followed (the largest in
+    the first frame with a detection, then the one whose centre is nearest to the previous
+    box, within one box side). HOG boxes move in steps of several pixels (detection-window
+    stride), so the centre is refined with dlib's 5-point shape predictor when available:
+    centre = mean of the 5 landmarks + the clip's median offset between the HOG box centre and
+    that mean (keeps the HOG framing, removes the steps). Side = HOG box side.
     """
     import dlib
 
     det = dlib.get_frontal_face_detector()
-    out = np.full((len(frames), 3), np.nan)
+    sp_path = dlib_model_path("shape_predictor_5_face_landmarks.dat")
+    sp = dlib.shape_predictor(str(sp_path)) if sp_path else None
+    hog, lm = [], []
     prev = None
-    for t, img in enumerate(frames):
+    for img in frames:
+        hog.append(np.full(3, np.nan))
+        lm.append(np.full(2, np.nan))
         s = min(1.0, DETECT_MAX_SIDE / max(img.shape[:2]))
         small = img if s == 1.0 else cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        rects = det(small, 0)
-        if len(rects) == 0 and min(small.shape[:2]) < 320:
-            rects = det(small, 1)  # small frames: upsample once to find faces under 80 px
+        rects = list(det(small, 0))
+        if not rects and min(small.shape[:2]) < 320:
+            rects = list(det(small, 1))  # small frames: upsample once to find faces under 80 px
         boxes = np.array([[(r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2,
                            (r.width() + r.height()) / 2] for r in rects], float).reshape(-1, 3) / s
         if len(boxes) == 0:
@@ -137,8 +177,15 @@ def detect_face_track(frames: list[np.ndarray]) -> np.ndarray:
             k = int(np.argmin(d))
             if d[k] > prev[2]:
                 continue
-        out[t] = prev = boxes[k]
-    return out
+        hog[-1] = prev = boxes[k]
+        if sp is not None:
+            shape = sp(small, rects[k])
+            lm[-1] = np.mean([[shape.part(i).x, shape.part(i).y] for i in range(5)], axis=0) / s
+    hog, lm = np.array(hog, float).reshape(-1, 3), np.array(lm, float).reshape(-1, 2)
+    ok = np.isfinite(lm).all(1)
+    if ok.any():
+        hog[ok, :2] = lm[ok] + np.median(hog[ok, :2] - lm[ok], axis=0)
+    return hog
 
 
 def smooth_track(track: np.ndarray, sigma: float) -> np.ndarray:
@@ -164,8 +211,9 @@ def crop_square(img: np.ndarray, cx: float, cy: float, side: float, size: int) -
         pre = 2.0 * scale
         img = cv2.resize(img, None, fx=pre, fy=pre, interpolation=cv2.INTER_AREA)
     s = scale / pre
-    # Map source pixel centres: x_out = s * (x_src - x0) where x0 is the box's left edge.
-    # Pixel-centre convention of cv2.resize: x_pre = (x + 0.5) * pre - 0.5.
+    # Pixel i covers [i - 0.5, i + 0.5]; the box's left edge x0 maps to the output's left
+    # edge -0.5, so output pixel j samples x0 + (j + 0.5) / s - 0.5 (cv2.resize follows the
+    # same convention, hence x_pre = (x + 0.5) * pre - 0.5).
     x0 = (cx + 0.5) * pre - 0.5 - side * pre / 2
     y0 = (cy + 0.5) * pre - 0.5 - side * pre / 2
     m = np.array([[s, 0, -s * x0 + 0.5 * s - 0.5], [0, s, -s * y0 + 0.5 * s - 0.5]], np.float64)
@@ -199,20 +247,27 @@ def extract_frames(video, dataset, name: str | None = None, max_frames: int | No
     boxes_file = root / "crop_boxes.txt"
     boxes = _read_boxes(boxes_file) if boxes_file.exists() else None
     if boxes is None:
-        frames = list(iter_video(video, max_frames, step))
-        track = detect_face_track([f for _, f in frames])
+        # Two decoding passes (detect, then crop) instead of holding a long video in memory.
+        sources: list[int] = []
+
+        def frames():
+            for src, f in iter_video(video, max_frames, step):
+                sources.append(src)
+                yield f
+
+        track = detect_face_track(frames())
         if not np.isfinite(track).any():
-            raise InputError(f"{video}: no face found in any of the {len(frames)} selected frames "
+            raise InputError(f"{video}: no face found in any of the {len(track)} selected frames "
                              f"(face crop needs a visible frontal face)")
         track = smooth_track(track, crop_smooth)
         track[:, 2] *= crop_scale
         track[:, 1] -= CROP_SHIFT_UP * track[:, 2] / crop_scale
-        boxes = {k: (src, *track[k - 1]) for k, (src, _) in enumerate(frames, start=1)}
+        boxes = {k: (src, *track[k - 1]) for k, src in enumerate(sources, start=1)}
         write_text(boxes_file, "".join(f"{frame_name(k)} {src} {cx:.3f} {cy:.3f} {side:.3f}\n"
                                        for k, (src, cx, cy, side) in boxes.items()))
-        source = ((k, f) for k, (_, f) in enumerate(frames, start=1))
-    else:
-        source = ((k, f) for k, (_, f) in enumerate(iter_video(video, len(boxes), step), start=1))
+    if all((out_dir / frame_name(k)).exists() for k in boxes):
+        return dict(video=str(video), name=name, frames=len(boxes), written=0, skipped=len(boxes))
+    source = enumerate((f for _, f in iter_video(video, len(boxes), step)), start=1)
     for k, frame in source:
         path = out_dir / frame_name(k)
         if path.exists():
