@@ -9,11 +9,12 @@ deblurring network sees priors of the same kind:
    optionally one vector shared by the clip), expression (64), angles (3) and translation (3),
    by regularised Gauss-Newton / Levenberg-Marquardt on the landmark reprojection error of the
    model keypoints under the original perspective camera (focal 1015, centre 112, camera at
-   z = 10). Priors: the bases are scaled by their standard deviations, so a Gaussian prior is
+   z = 10); a clip-shared identity is solved jointly with every frame (Schur complement). Priors: the bases are scaled by their standard deviations, so a Gaussian prior is
    `lambda * |coeff|^2` with lambda the landmark noise variance in px^2 (MAP estimate).
 2. Colour (`fit_color`): texture (80) and SH lighting (9 mono, or 27 RGB) from the crop colours
-   at the visible vertices, alternating linear least squares (albedo is linear given the
-   light, the light is linear given the albedo), with a robust second pass dropping outliers.
+   at the visible vertices: alternating linear least squares (albedo is linear given the
+   light, the light is linear given the albedo) to start, then joint Levenberg-Marquardt on
+   the bilinear model, with a robust second pass dropping outliers.
 3. Temporal smoothing (`smooth_coeffs`): a Gaussian over frames, per coefficient.
 
 Coordinates: landmarks are given in the projection coordinates of `bfm.project`, i.e.
@@ -31,8 +32,6 @@ from faceReconstruction import bfm as bfm_mod
 from faceReconstruction.align import five_from_68
 from faceReconstruction.render import rasterize
 
-N_ID, N_EX, N_TEX = 80, 64, 80
-
 
 @dataclass
 class FitConfig:
@@ -42,8 +41,8 @@ class FitConfig:
     landmark noise variance in px^2 under a unit-variance prior). contour_weight: weight of the
     17 jaw-line landmarks, whose image position slides along the silhouette with the pose
     while the model's keypoints are fixed vertices. lambda_tex: prior weight on texture
-    coefficients in (0-255 colour units)^2. iters: LM iterations per solve; rounds:
-    alternations between per-frame and clip-shared identity updates.
+    coefficients in (0-255 colour units)^2; lambda_sh: ridge on the non-ambient SH terms.
+    iters: Levenberg-Marquardt iterations per solve (twice that for the joint clip solve).
     """
 
     lambda_id: float = 4.0
@@ -168,8 +167,12 @@ def _residual_jac(lmk, uv_obs, w, id_c, ex_c, angles, trans, with_id, with_rest=
     return res, jac.reshape(len(p) * 2, -1)
 
 
-def _lm_solve(cost_fn, x0, prior, iters):
-    """Levenberg-Marquardt on |r(x)|^2 + sum(prior * x^2); cost_fn(x) -> (r, J)."""
+def _lm_solve(cost_fn, x0, prior, iters, rel_tol=1e-7):
+    """Levenberg-Marquardt on |r(x)|^2 + sum(prior * x^2); cost_fn(x) -> (r, J).
+
+    Stops after `iters` accepted steps, when no damping gives a lower cost, or when a step
+    lowers the cost by less than rel_tol (relative).
+    """
     x = x0.copy()
     r, j = cost_fn(x)
     cost = r @ r + prior @ (x * x)
@@ -177,19 +180,19 @@ def _lm_solve(cost_fn, x0, prior, iters):
     for _ in range(iters):
         h = j.T @ j + np.diag(prior)
         g = j.T @ r + prior * x
-        improved = False
+        gain = 0.0
         for _ in range(8):
             step = np.linalg.solve(h + mu * np.diag(np.diag(h) + 1e-9), -g)
             xn = x + step
             rn, jn = cost_fn(xn)
             cn = rn @ rn + prior @ (xn * xn)
             if np.isfinite(cn) and cn < cost:
+                gain = (cost - cn) / max(cost, 1e-300)
                 x, r, j, cost = xn, rn, jn, cn
                 mu = max(mu / 3, 1e-7)
-                improved = True
                 break
             mu *= 4
-        if not improved or np.linalg.norm(step) < 1e-7 * (1 + np.linalg.norm(x)):
+        if gain < rel_tol:
             break
     return x
 
@@ -197,43 +200,41 @@ def _lm_solve(cost_fn, x0, prior, iters):
 def fit_geometry(bfm, landmarks, shared_id=True, cfg: FitConfig | None = None):
     """Fit identity, expression and pose to the landmarks of a clip.
 
-    landmarks: (T, K, 2) with K = 68 (iBUG / dlib order) or 5 (left eye, right eye, nose, left
-    and right mouth corner), in projection coordinates of the aligned crop (see module doc).
+    landmarks: per frame a (K, 2) array with K = 68 (iBUG / dlib order) or 5 (left eye, right
+    eye, nose, left and right mouth corner), in projection coordinates of the aligned crop (see
+    module doc); a (T, K, 2) array or a list (frames may differ in K).
     Returns dict id (T, 80), ex (T, 64), angles (T, 3) radians, trans (T, 3) model units and
     rms (T,) landmark reprojection error in px. With shared_id, every row of id is equal.
     """
     cfg = cfg or FitConfig()
-    lms = np.asarray(landmarks, np.float64)
-    if lms.ndim != 3 or lms.shape[2] != 2:
-        raise ValueError(f"fit_geometry: expected (T, K, 2) landmarks, got {lms.shape}")
-    n_frames, k = lms.shape[:2]
-    lmk = _Landmarks(bfm, k)
-    w = _weights(k, cfg)
-    n_id, n_ex = lmk.id_base.shape[2], lmk.ex_base.shape[2]
+    lms = [np.asarray(x, np.float64) for x in landmarks]
+    if not lms or any(x.ndim != 2 or x.shape[1] != 2 for x in lms):
+        raise ValueError("fit_geometry: expected (K, 2) landmarks for every frame of a non-empty clip")
+    models = {k: _Landmarks(bfm, k) for k in {len(x) for x in lms}}
+    frames = [(models[len(x)], x, _weights(len(x), cfg)) for x in lms]
+    n_frames = len(frames)
+    n_id, n_ex = bfm.idBase.shape[1], bfm.exBase.shape[1]
     ids = np.zeros((n_frames, n_id))
     exs = np.zeros((n_frames, n_ex))
     poses = np.zeros((n_frames, 6))
-    for i in range(n_frames):
-        poses[i] = np.concatenate(init_pose(lmk.mean, lms[i], w))
+    for i, (lmk, obs, w) in enumerate(frames):
+        poses[i] = np.concatenate(init_pose(lmk.mean, obs, w))
         # Pose alone first: a good start for the shape terms and no shape drift from a bad pose.
-        poses[i] = _lm_solve(
-            lambda x, i=i: _pose_only(lmk, lms[i], w, ids[i], exs[i], x),
-            poses[i], np.zeros(6), cfg.iters)
+        poses[i] = _lm_solve(lambda x, lmk=lmk, obs=obs, w=w: _pose_only(lmk, obs, w, ids[0], exs[0], x),
+                             poses[i], np.zeros(6), cfg.iters)
 
-    prior_ex = np.full(n_ex, cfg.lambda_ex)
     if shared_id:
-        ids[:], exs[:], poses[:] = _fit_clip(lmk, lms, w, ids[0], exs, poses, cfg)
+        ids[:], exs[:], poses[:] = _fit_clip(frames, ids[0], exs, poses, cfg)
     else:
-        prior_all = np.concatenate([np.full(n_id, cfg.lambda_id), prior_ex, np.zeros(6)])
-        for i in range(n_frames):
+        prior_all = np.concatenate([np.full(n_id, cfg.lambda_id), np.full(n_ex, cfg.lambda_ex), np.zeros(6)])
+        for i, (lmk, obs, w) in enumerate(frames):
             x0 = np.concatenate([ids[i], exs[i], poses[i]])
-            x = _lm_solve(lambda x, i=i: _residual_jac(lmk, lms[i], w, x[:n_id], x[n_id:n_id + n_ex],
-                                                       x[n_id + n_ex:n_id + n_ex + 3], x[n_id + n_ex + 3:], True),
-                          x0, prior_all, cfg.iters)
+            x = _lm_solve(lambda x, lmk=lmk, obs=obs, w=w: _residual_jac(
+                lmk, obs, w, x[:n_id], x[n_id:n_id + n_ex], x[n_id + n_ex:n_id + n_ex + 3], x[n_id + n_ex + 3:], True),
+                x0, prior_all, cfg.iters)
             ids[i], exs[i], poses[i] = x[:n_id], x[n_id:n_id + n_ex], x[n_id + n_ex:]
-    rms = np.array([
-        np.sqrt(np.mean(((_project(lmk, ids[i], exs[i], poses[i]) - lms[i]) ** 2).sum(1))) for i in range(n_frames)
-    ])
+    rms = np.array([np.sqrt(np.mean(((_project(lmk, ids[i], exs[i], poses[i]) - obs) ** 2).sum(1)))
+                    for i, (lmk, obs, _) in enumerate(frames)])
     return dict(id=ids, ex=exs, angles=poses[:, :3].copy(), trans=poses[:, 3:].copy(), rms=rms)
 
 
@@ -248,14 +249,14 @@ def _project(lmk, id_c, ex_c, pose):
     return _project_jac(q)[0]
 
 
-def _fit_clip(lmk, lms, w, id0, exs0, poses0, cfg):
+def _fit_clip(frames, id0, exs0, poses0, cfg):
     """Joint Levenberg-Marquardt over one shared identity and per-frame expression + pose.
 
     The normal equations have an arrow structure (identity coupled to every frame, frames not
     to each other); each step eliminates the per-frame blocks (Schur complement), so the cost
     is linear in the number of frames.
     """
-    n_frames = len(lms)
+    n_frames = len(frames)
     n_id, n_ex = len(id0), exs0.shape[1]
     prior_q = np.concatenate([np.full(n_ex, cfg.lambda_ex), np.zeros(6)])
     prior_i = np.full(n_id, cfg.lambda_id)
@@ -264,9 +265,9 @@ def _fit_clip(lmk, lms, w, id0, exs0, poses0, cfg):
 
     def evaluate(idc, qs):
         out, cost = [], prior_i @ (idc * idc)
-        for t in range(n_frames):
+        for t, (lmk, obs, w) in enumerate(frames):
             q = qs[t]
-            r, j = _residual_jac(lmk, lms[t], w, idc, q[:n_ex], q[n_ex:n_ex + 3], q[n_ex + 3:], True)
+            r, j = _residual_jac(lmk, obs, w, idc, q[:n_ex], q[n_ex:n_ex + 3], q[n_ex + 3:], True)
             out.append((r, j[:, :n_id], j[:, n_id:]))
             cost += r @ r + prior_q @ (q * q)
         return out, cost
@@ -346,12 +347,14 @@ def sample_bilinear(img, uv):
             + fy * ((1 - fx) * img[y0 + 1, x0] + fx * img[y0 + 1, x0 + 1]))
 
 
-def fit_color(bfm, crop, id_c, ex_c, angles, trans, n_sh=9, cfg: FitConfig | None = None, iters=6):
+def fit_color(bfm, crop, id_c, ex_c, angles, trans, n_sh=9, cfg: FitConfig | None = None, iters=10,
+              max_samples=3000):
     """Texture (80,) and SH lighting (9 mono or 27 RGB, the stored coefficients without the
     +0.8 on the DC term) from the crop colours at visible vertices.
 
     crop: uint8 (224, 224, 3) RGB, the aligned crop the landmarks were expressed in. Pixels
-    that are exactly black (outside the frame) are ignored. Returns (tex, gamma, rms) with rms
+    that are exactly black (outside the frame) are ignored; at most max_samples vertices (an
+    even subset of the visible ones) are used. Returns (tex, gamma, rms) with rms
     the colour residual (0-255 units) over the samples used; without visible vertices, zeros
     and rms = nan.
     """
@@ -365,7 +368,12 @@ def fit_color(bfm, crop, id_c, ex_c, angles, trans, n_sh=9, cfg: FitConfig | Non
     vis = visible_vertices(verts, normals, bfm.tri, size=crop.shape[0])
     uv = bfm_mod.project(verts[vis])
     obs = sample_bilinear(crop, uv)
-    keep = np.any(obs > 0, axis=1)
+    keep = np.nonzero(np.any(obs > 0, axis=1))[0]
+    if len(keep) > max_samples:
+        # The texture basis and the SH shading are smooth over the face: an even subset of
+        # the visible vertices determines the 80 + 9 (27) unknowns as well and is much faster
+        # (the BFM shows ~20k visible vertices).
+        keep = keep[np.linspace(0, len(keep) - 1, max_samples).astype(np.int64)]
     idx = np.nonzero(vis)[0][keep]
     obs = obs[keep]
     n_tex = bfm.texBase.shape[1]
@@ -375,40 +383,76 @@ def fit_color(bfm, crop, id_c, ex_c, angles, trans, n_sh=9, cfg: FitConfig | Non
     rows = (3 * idx[:, None] + np.arange(3)[None]).reshape(-1)
     tbase = np.asarray(bfm.texBase[rows], np.float64).reshape(len(idx), 3, n_tex)
     tmean = np.asarray(bfm.meantex[idx], np.float64)
-    use = np.ones(len(idx), bool)
-    tex = np.zeros(n_tex)
+    # Alternating linear least squares for a start (albedo given the light, light given the
+    # albedo), then joint Gauss-Newton / LM on both (the model is bilinear; alternation alone
+    # converges slowly because a brighter albedo and a brighter light trade off).
     g = np.zeros((3, 9))
     g[:, 0] = 0.8  # the irradiance the +0.8 offset gives with zero stored SH
-    for it in range(iters):
-        light = ybasis[use] @ g.T  # (M, 3)
-        a = (light[:, :, None] * tbase[use]).reshape(-1, n_tex)
-        b = (obs[use] - light * tmean[use]).reshape(-1)
+    tex = np.zeros(n_tex)
+    for _ in range(2):
+        light = ybasis @ g.T
+        a = (light[:, :, None] * tbase).reshape(-1, n_tex)
+        b = (obs - light * tmean).reshape(-1)
         tex = np.linalg.solve(a.T @ a + cfg.lambda_tex * np.eye(n_tex), a.T @ b)
-        albedo = tmean + tbase @ tex  # (M_all, 3)
-        g = _fit_sh(ybasis[use], albedo[use], obs[use], n_sh, cfg.lambda_sh)
-        if it == iters // 2:
-            # Robust pass: hair, eyebrows, glasses, occluders and background at the silhouette
-            # are not skin; drop samples far from the model's prediction.
-            err = np.linalg.norm(albedo * (ybasis @ g.T) - obs, axis=1)
-            med = np.median(err[use])
-            use = err <= max(2.5 * med, 1e-6)
-    pred = albedo * (ybasis @ g.T)
-    rms = float(np.sqrt(np.mean((pred[use] - obs[use]) ** 2)))
+        g = _fit_sh(ybasis, tmean + tbase @ tex, obs, n_sh, cfg.lambda_sh)
+    prior = np.concatenate([np.full(n_tex, cfg.lambda_tex), _sh_prior(n_sh, cfg.lambda_sh)])
+
+    def unpack(x):
+        gx = x[n_tex:]
+        return x[:n_tex], (np.repeat(gx[None], 3, 0) if n_sh == 9 else gx.reshape(3, 9))
+
+    def model(x, tm, tb, yb):
+        tx, gx = unpack(x)
+        return tm + tb @ tx, yb @ gx.T
+
+    def residual_jac(x, tm, tb, yb, ob):
+        albedo, shade = model(x, tm, tb, yb)
+        j_tex = shade[:, :, None] * tb  # (M, 3, n_tex)
+        if n_sh == 9:
+            j_g = albedo[:, :, None] * yb[:, None, :]
+        else:
+            j_g = np.zeros((len(albedo), 3, 27))
+            for c in range(3):
+                j_g[:, c, 9 * c:9 * c + 9] = albedo[:, c:c + 1] * yb
+        r = (albedo * shade - ob).reshape(-1)
+        return r, np.concatenate([j_tex, j_g], axis=2).reshape(len(r), -1)
+
+    def solve(x, use):
+        data = (tmean[use], tbase[use], ybasis[use], obs[use])
+        return _lm_solve(lambda x: residual_jac(x, *data), x, prior, iters), data
+
+    x = np.concatenate([tex, g[0] if n_sh == 9 else g.reshape(-1)])
+    x, _ = solve(x, np.ones(len(idx), bool))
+    # Robust pass: hair, eyebrows, glasses, occluders and background at the silhouette are not
+    # skin; drop samples far from the model's prediction and solve again.
+    albedo, shade = model(x, tmean, tbase, ybasis)
+    err = np.linalg.norm(albedo * shade - obs, axis=1)
+    x, data = solve(x, err <= max(2.5 * np.median(err), 1e-6))
+    r, _ = residual_jac(x, *data)
+    rms = float(np.sqrt(np.mean(r ** 2)))
+    tex, g = unpack(x)
     gamma = g.copy()
     gamma[:, 0] -= 0.8
     return tex, (gamma[0] if n_sh == 9 else gamma.reshape(-1)), rms
+
+
+def _sh_prior(n_sh, ridge):
+    """Ridge on the SH terms except the DC (ambient) one, which the data always determine."""
+    p = np.full(9, ridge)
+    p[0] = 0.0
+    return p if n_sh == 9 else np.tile(p, 3)
 
 
 def _fit_sh(ybasis, albedo, obs, n_sh, ridge):
     """Irradiance coefficients (3, 9) (including the 0.8 DC offset) given albedo and colours."""
     if n_sh == 9:
         a = (albedo[:, :, None] * ybasis[:, None, :]).reshape(-1, 9)
-        g = np.linalg.solve(a.T @ a + ridge * np.diag([0.0] + [1.0] * 8), a.T @ obs.reshape(-1))
+        g = np.linalg.solve(a.T @ a + np.diag(_sh_prior(9, ridge)), a.T @ obs.reshape(-1))
         return np.repeat(g[None], 3, 0)
     out = np.empty((3, 9))
     for c in range(3):
         a = albedo[:, c:c + 1] * ybasis
-        out[c] = np.linalg.solve(a.T @ a + ridge * np.diag([0.0] + [1.0] * 8), a.T @ obs[:, c])
+        out[c] = np.linalg.solve(a.T @ a + np.diag(_sh_prior(9, ridge)), a.T @ obs[:, c])
     return out
 
 
