@@ -35,7 +35,7 @@ import numpy as np
 import scipy.io
 import scipy.sparse
 
-from preprocess.fileio import InputError
+from preprocess.fileio import InputError, read_mat
 
 FOCAL = 1015.0
 CENTER = 112.0
@@ -105,16 +105,8 @@ def load_bfm(path) -> BFM:
     Loading a stand-in warns (StandinWarning) with STANDIN_MESSAGE.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: morphable model file not found")
-    try:
-        m = scipy.io.loadmat(str(path))
-    except (ValueError, OSError, TypeError, IndexError, KeyError, NotImplementedError) as e:
-        raise InputError(f"{path}: cannot read as a MATLAB .mat file ({e})") from None
     required = ("meanshape", "meantex", "idBase", "exBase", "texBase", "tri", "point_buf", "keypoints")
-    missing = [k for k in required if k not in m]
-    if missing:
-        raise InputError(f"{path}: not a BFM_model_front.mat, missing keys {missing}")
+    m = read_mat(path, required, "BFM_model_front.mat morphable model")
 
     meanshape = np.asarray(m["meanshape"], dtype=np.float32).reshape(-1)
     if meanshape.size % 3:

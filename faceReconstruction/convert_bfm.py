@@ -30,23 +30,14 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from preprocess.fileio import InputError, atomic_path
+from preprocess.fileio import InputError, atomic_path, read_mat
 
 N_ID, N_EX, N_TEX = 80, 64, 80
 INFO_KEYS = ("tri", "point_buf", "keypoints", "tri_mask2", "frontmask2_idx", "skinmask")
 
 
 def _loadmat(path: Path, keys) -> dict:
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        m = scipy.io.loadmat(str(path))
-    except (ValueError, OSError, TypeError, IndexError, KeyError, NotImplementedError) as e:
-        raise InputError(f"{path}: cannot read as a MATLAB .mat file ({e})") from None
-    missing = [k for k in keys if k not in m]
-    if missing:
-        raise InputError(f"{path}: missing keys {missing}")
-    return m
+    return read_mat(path, keys, "file")
 
 
 def load_exp_basis(path, n_vertices: int) -> np.ndarray:

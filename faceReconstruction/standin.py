@@ -40,7 +40,7 @@ import scipy.sparse.linalg
 from scipy.interpolate import RBFInterpolator
 from scipy.spatial import Delaunay
 
-from preprocess.fileio import InputError, atomic_path
+from preprocess.fileio import InputError, atomic_path, read_mat
 
 # Face domain: ellipse (x / AX)^2 + ((y - CY) / AY)^2 <= 1.
 AX, AY, CY = 0.76, 0.90, 0.03
@@ -269,12 +269,7 @@ def _load_topology(topology):
         src = "topology dict"
     else:
         src = Path(topology)
-        if not src.is_file():
-            raise InputError(f"{src}: topology file (facemodel_info.mat) not found")
-        try:
-            m = scipy.io.loadmat(str(src))
-        except (ValueError, OSError, TypeError, IndexError, KeyError, NotImplementedError) as e:
-            raise InputError(f"{src}: cannot read as a MATLAB .mat file ({e})") from None
+        m = read_mat(src, (), "topology file (facemodel_info.mat)")
     for k in ("tri", "keypoints"):
         if k not in m:
             raise InputError(f"{src}: missing key {k!r} (expected facemodel_info.mat keys tri, point_buf, keypoints)")

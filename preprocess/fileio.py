@@ -100,6 +100,27 @@ def write_points(path, pts) -> None:
     write_text(path, "".join(f"{x:.4f} {y:.4f}\n" for x, y in pts))
 
 
+def read_mat(path, keys=(), what: str = "MATLAB file") -> dict:
+    """Load a MATLAB .mat file (scipy.io.loadmat) and check that `keys` are present.
+
+    `what` names the file's role in the messages (e.g. "morphable model"); every failure is an
+    InputError naming the file: missing, unreadable, or missing keys.
+    """
+    import scipy.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        m = scipy.io.loadmat(str(path))
+    except (ValueError, OSError, TypeError, IndexError, KeyError, NotImplementedError) as e:
+        raise InputError(f"{path}: cannot read as a MATLAB .mat file ({e})") from None
+    missing = [k for k in keys if k not in m]
+    if missing:
+        raise InputError(f"{path}: not a valid {what}, missing keys {missing}")
+    return m
+
+
 COEFF_SIZES = (239, 257)
 
 
