@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     ap.add_argument("--compare", metavar="OUT", help="write side-by-side strips blurry | render prior | "
                                                      "result | sharp to OUT/<video>/NNNNN.png and OUT/<video>.mp4")
     ap.add_argument("--render", help="3D prior renders for the strips: <render>/<video>/render/ (training_set layout)")
+    ap.add_argument("--render_label", default="3D prior",
+                    help="label of the render panel (default '3D prior'; e.g. '3D prior (STAND-IN)')")
     ap.add_argument("--fps", type=float, default=10.0, help="frame rate of the comparison MP4 (default 10)")
     args = ap.parse_args(argv)
 
@@ -39,7 +41,8 @@ def main(argv=None) -> int:
         print(f"wrote {csv_path}\nwrote {json_path}")
         if args.compare:
             written = write_comparison(args.pred, args.gt, args.compare, blurry=args.blurry,
-                                       render=args.render, fps=args.fps, rep=rep)
+                                       render=args.render, fps=args.fps, rep=rep,
+                                       render_label=args.render_label)
             for video, w in written.items():
                 print(f"comparison {video}: {len(w['pngs'])} PNG strips in {Path(w['pngs'][0]).parent}, "
                       f"video {w['mp4']}")

@@ -241,7 +241,6 @@ class Pipeline:
         self.final_render = self.work / "final_render"
         self.logs = self.work / "logs"
         self.py = sys.executable
-        self.notes: list[str] = []
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
