@@ -82,7 +82,7 @@ def validate(samples: list[Sample], face: str, patch_size: int, source: str) -> 
             except OSError as e:
                 problems.append(f"{img} (unreadable: {e.__class__.__name__})")
                 continue
-            if min(w, h) < patch_size and img == s.blur[len(s.blur) // 2]:
+            if min(w, h) < patch_size:
                 problems.append(f"{img} ({w}x{h} is smaller than --patch_size {patch_size})")
         if uses_coeff(face):
             try:

@@ -72,7 +72,8 @@ class Deblurrer:
         if rot:
             blur = blur.transpose(1, 0, 2)
             rend = None if rend is None else rend.transpose(1, 0, 2)
-        if image_channels(cfg["model"]) == 1:
+        gray = image_channels(cfg["model"]) == 1
+        if gray:
             # Gray model: each colour channel is deblurred as its own batch item (original).
             n = cfg["n_frames"]
             blur = blur.reshape(blur.shape[0], blur.shape[1], n, 3).transpose(3, 0, 1, 2)
@@ -90,7 +91,8 @@ class Deblurrer:
                 raise ValueError("this checkpoint uses the coefficient prior: coeff is required")
             inputs["coeff"] = np.repeat(coeff_patch(coeff)[None], batch, axis=0)
         out = crop_back(self._predict(inputs), size)
-        out = out[0] if out.shape[0] == 1 and out.shape[-1] == 3 else out[..., 0].transpose(1, 2, 0)
+        # Gray: the three channel batches back onto channels; colour: the single batch item.
+        out = out[..., 0].transpose(1, 2, 0) if gray else out[0]
         if rot:
             out = out.transpose(1, 0, 2)
         return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)

@@ -110,24 +110,23 @@ def resize_bilinear_tf1(x, out_h, out_w):
 class ResizeToScale(layers.Layer):
     """Resize to round(size * scale) of a reference tensor (TF1 bilinear); identity at scale 1."""
 
-    def __init__(self, scale: float, divisor: int = 1, **kwargs):
+    def __init__(self, scale: float, **kwargs):
         super().__init__(**kwargs)
         self.scale = float(scale)
-        self.divisor = int(divisor)
 
     def call(self, x, reference):
-        h, w = ops.shape(reference)[1], ops.shape(reference)[2]
-        hi = ops.cast(ops.round(ops.cast(h, "float32") * self.scale), "int32") // self.divisor
-        wi = ops.cast(ops.round(ops.cast(w, "float32") * self.scale), "int32") // self.divisor
-        if self.scale == 1.0 and self.divisor == 1:
+        if self.scale == 1.0:
             return x
+        h, w = ops.shape(reference)[1], ops.shape(reference)[2]
+        hi = ops.cast(ops.round(ops.cast(h, "float32") * self.scale), "int32")
+        wi = ops.cast(ops.round(ops.cast(w, "float32") * self.scale), "int32")
         return resize_bilinear_tf1(x, hi, wi)
 
     def compute_output_shape(self, x_shape, reference_shape):
         return (x_shape[0], None, None, x_shape[-1])
 
     def get_config(self):
-        return {**super().get_config(), "scale": self.scale, "divisor": self.divisor}
+        return {**super().get_config(), "scale": self.scale}
 
 
 @keras.saving.register_keras_serializable(package="facedeblur")

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .blur import list_frames, list_videos
-from .fileio import InputError, read_image, write_image, write_text
+from .blur import FrameReader, list_frames, list_videos
+from .fileio import write_image, write_text
 from .flow import align_flow, align_homography
 from .parallel import chunks, run_tasks
 
@@ -59,16 +59,7 @@ def _align_task(task) -> dict:
     video, out_video, names, offsets, method, flow, flow_side = task
     files = list_frames(Path(video) / "blurry", "blurry frames")
     index = {p.name: i for i, p in enumerate(files)}
-    cache: dict = {}
-
-    def load(i):
-        if i not in cache:
-            img = read_image(files[i])
-            if cache and img.shape != next(iter(cache.values())).shape:
-                raise InputError(f"{files[i]}: frame size {img.shape[1]}x{img.shape[0]} differs "
-                                 f"from the other frames of {Path(video).name}")
-            cache[i] = img
-        return cache[i]
+    load = FrameReader(files).__getitem__
 
     fallbacks = 0
     for name in names:
@@ -85,8 +76,6 @@ def _align_task(task) -> dict:
                 img, ok = align_neighbour(ref, load(j), method, flow, flow_side)
             fallbacks += not ok
             write_image(dst, img)
-        for k in [k for k in cache if k < t - max(offsets)]:
-            del cache[k]  # frames are visited in order: drop those no later frame needs
     return dict(frames=len(names), fallbacks=fallbacks)
 
 

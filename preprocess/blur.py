@@ -19,6 +19,7 @@ Frames are float32 RGB in [0, 255] (sRGB) inside this module; outputs are uint8 
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,40 @@ def list_frames(folder, what: str = "frames") -> list[Path]:
     return files
 
 
+class FrameReader:
+    """A clip's frames by index, decoded once while they are in use; all must share one size.
+
+    Steps walk a clip in order and touch a window of neighbouring frames, so a small
+    least-recently-used cache keeps each frame decoded once without holding a whole (possibly
+    720p, thousands of frames) clip in memory.
+    """
+
+    def __init__(self, files: list[Path], capacity: int = 64):
+        self.files = files
+        self.capacity = capacity
+        self._cache: OrderedDict = OrderedDict()
+        self._ref: tuple | None = None  # (shape, name) of the first frame read
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        img = read_image(self.files[i])
+        if self._ref is None:
+            self._ref = (img.shape, self.files[i].name)
+        elif img.shape != self._ref[0]:
+            shape, name = self._ref
+            raise InputError(f"{self.files[i]}: frame size {img.shape[1]}x{img.shape[0]} differs "
+                             f"from {name} ({shape[1]}x{shape[0]}) of the same clip")
+        self._cache[i] = img
+        if len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        return img
+
+
 def list_videos(dataset, subdir: str) -> list[Path]:
     """Videos of a dataset folder: sub-folders that contain `subdir/`; InputError when none."""
     dataset = Path(dataset)
@@ -130,16 +165,7 @@ def _blur_task(task) -> int:
     video, names, n_avg, linear, upsample, out_sub = task
     files = list_frames(Path(video) / "sharp", "sharp frames")
     index = {p.name: i for i, p in enumerate(files)}
-    raw: dict = {}
-
-    def srgb(i):
-        if i not in raw:
-            img = read_image(files[i])
-            if i > 0 and img.shape != srgb(0).shape:
-                raise InputError(f"{files[i]}: size {img.shape[1]}x{img.shape[0]} differs from "
-                                 f"{files[0].name} ({srgb(0).shape[1]}x{srgb(0).shape[0]})")
-            raw[i] = img
-        return raw[i]
+    srgb = FrameReader(files).__getitem__
 
     conv = to_linear if linear else (lambda x: np.asarray(x, np.float32))
     sub = _SubFrames(lambda i: conv(srgb(i)), srgb, len(files), upsample)

@@ -99,3 +99,20 @@ def test_blur_dataset_matches_in_memory_and_jobs2(tmp_path):
     expected = blur_frames(frames, n_avg=3)
     for k, e in enumerate(expected, 1):
         assert np.array_equal(read_image(tmp_path / "clip" / "blurry" / f"{k:05d}.png"), e)
+
+
+def test_frame_reader_is_bounded_and_checks_sizes(tmp_path):
+    from preprocess.blur import FrameReader
+    from preprocess.fileio import InputError, write_image
+
+    files = []
+    for k in range(6):
+        f = tmp_path / f"{k + 1:05d}.png"
+        write_image(f, np.full((8, 10 if k < 5 else 12, 3), k, np.uint8))
+        files.append(f)
+    r = FrameReader(files, capacity=2)
+    for k in range(5):
+        assert r[k][0, 0, 0] == k
+    assert len(r._cache) == 2  # never more than `capacity` decoded frames
+    with pytest.raises(InputError, match=r"00006.png: frame size 12x8 differs from 00001.png"):
+        r[5]  # the first frame was evicted long ago; its size is still the reference
