@@ -56,6 +56,12 @@ def parse_args(argv=None):
     g.add_argument("--keep", type=int, default=5, help="keep the last K checkpoints")
     g.add_argument("--log_every", type=int, default=20, help="TensorBoard scalars every N steps")
     g.add_argument("--seed", type=int, default=0, help="seed of the data order and crops")
+    g.add_argument("--val_datalist", default=None,
+                   help="held-out datalist (same format) scored on whole frames every --val_every "
+                        "steps: validation.csv, TensorBoard val/*, best.npz")
+    g.add_argument("--val_every", type=int, default=1000, help="validate every N steps")
+    g.add_argument("--val_frames", type=int, default=0,
+                   help="use at most N validation samples, evenly spread (0 = all)")
     g = p.add_argument_group("testing / import")
     g.add_argument("--input_path", default="./testing_set",
                    help="<video>/blur_-2..blur_2, face/, render/ folders")

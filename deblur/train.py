@@ -149,6 +149,15 @@ def train(args) -> dict:
     ds = strategy.experimental_distribute_dataset(ds)
 
     train_step = build_train_step(net, opt, strategy, jit_compile=bool(args.xla))
+    validator = None
+    if getattr(args, "val_datalist", None):
+        from deblur.validate import Validator, load_validation
+
+        val = load_validation(args.val_datalist, args.data_root, args.train_root, n_frames, face,
+                              getattr(args, "val_frames", 0))
+        validator = Validator(val, train_dir, getattr(args, "val_every", 1000))
+        print(f"Validation: {len(val)} frames of {args.val_datalist} every {validator.every} steps "
+              f"(blurry input: PSNR {val.psnr_blurry:.3f} dB, SSIM {val.ssim_blurry:.4f})")
 
     writer = tf.summary.create_file_writer(str(train_dir))
     meta_extra = {"max_steps": max_steps, "args": {k: (str(v) if isinstance(v, Path) else v)
@@ -193,8 +202,14 @@ def train(args) -> dict:
                     local = strategy.experimental_local_results(out)[0]
                     tf.summary.image("out", tf.clip_by_value(local[..., :3], 0, 1), max_outputs=2)
         timed_out = args.time_limit and time.time() - t0 > args.time_limit
-        if step % args.save_every == 0 or step == end or timed_out:
+        validate_now = validator is not None and validator.due(step, step == end or bool(timed_out))
+        if step % args.save_every == 0 or step == end or timed_out or validate_now:
             last_path = save(step)
+        if validate_now:
+            row = validator(net, step, time.time() - t0, last_path, writer)
+            tqdm.write(f"step {step}: val PSNR {row['psnr']:.3f} dB (input {row['psnr_blurry']:.3f}), "
+                       f"SSIM {row['ssim']:.4f} (input {row['ssim_blurry']:.4f})"
+                       + (" [best]" if row.get("best") else ""))
         if timed_out:
             print(f"\nTime limit of {args.time_limit:.0f}s reached at step {step}; "
                   f"checkpoint {last_path}")

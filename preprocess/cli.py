@@ -75,7 +75,36 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p); _align_args(p)
     p = sub.add_parser("all", help="frames, blur and align in one go")
     _common(p); _frames_args(p); _blur_args(p); _align_args(p)
+    _recipe_args(sub.add_parser(
+        "recipe", help="folder of sharp face videos -> training/validation data (camera-shake blur)",
+        description="Training-data recipe (see preprocess/recipe.py): identity-disjoint split, "
+                    "face crops, camera-shake blur in linear light, neighbour alignment, datalists."))
     return ap
+
+
+def _recipe_args(p):
+    from .recipe import RecipeConfig
+
+    d = RecipeConfig()
+    p.add_argument("--videos", required=True, help="folder of sharp face videos (files or frame folders)")
+    p.add_argument("--out", required=True, help="output root (dataset/, training_set/, datalists)")
+    p.add_argument("--size", type=int, default=d.size, help="crop side, px")
+    p.add_argument("--max_source_frames", type=int, default=d.max_source_frames,
+                   help="frames decoded per clip")
+    p.add_argument("--segment_len", type=int, default=d.segment_len, help="frames per segment")
+    p.add_argument("--segments", type=int, default=d.segments, help="segments per training clip")
+    p.add_argument("--val_segments", type=int, default=d.val_segments, help="segments per validation clip")
+    p.add_argument("--n_val", type=int, default=d.n_val, help="validation clips (whole persons)")
+    p.add_argument("--val_clips", nargs="+", default=[], help="explicit validation clips (names)")
+    p.add_argument("--speed", type=float, nargs=2, default=d.speed_range, metavar=("LO", "HI"),
+                   help="RMS camera-shake speed range, px/frame (log-uniform)")
+    p.add_argument("--exposure", type=float, nargs=2, default=d.exposure_range, metavar=("LO", "HI"),
+                   help="exposure range, frame intervals (log-uniform)")
+    p.add_argument("--n_frames", type=int, default=d.n_frames, choices=(5, 9))
+    p.add_argument("--priors", action="store_true",
+                   help="also make the 3D priors (landmarks, coefficients, renders) with the shipped model")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
 
 
 def _extract(task):
@@ -98,6 +127,16 @@ def run_frames(a) -> list:
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     try:
+        if a.cmd == "recipe":
+            from .recipe import RecipeConfig, run_recipe
+
+            cfg = RecipeConfig(size=a.size, max_source_frames=a.max_source_frames,
+                               segment_len=a.segment_len, segments=a.segments,
+                               val_segments=a.val_segments, n_val=a.n_val, val_clips=a.val_clips,
+                               speed_range=tuple(a.speed), exposure_range=tuple(a.exposure),
+                               n_frames=a.n_frames, seed=a.seed)
+            print("recipe:", json.dumps(run_recipe(a.videos, a.out, cfg, a.jobs, a.priors)))
+            return 0
         names = None
         if a.cmd in ("frames", "all"):
             res = run_frames(a)

@@ -1,0 +1,134 @@
+"""Score trained models on the recipe's validation clips: PSNR/SSIM/identity distance per clip.
+
+Used for the validation and ablation tables of checkpoints/MODEL_CARD.md. For each
+`NAME=CHECKPOINT`, every frame of every validation segment listed in `<recipe>/datalist_val.txt`
+is deblurred at full size (256x256) with `run_model.py --phase test`'s code (deblur.inference),
+then scored with evaluate.py's code (deblur.evaluate: PSNR/SSIM on RGB and Y, dlib identity
+distance to the sharp frame). Means are over frames; a clip's row averages the frames of its
+segments; the blurry input is scored the same way as the reference row.
+
+    python -m bench.validate_models --recipe data/recipe \
+        --model none=checkpoints/none_1_256/best.npz --model both=checkpoints/both_1_256/best.npz \
+        --out bench/results/validation.json [--precision bf16] [--no_identity]
+
+Prints a markdown table; writes JSON with per-clip and overall figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _val_segments(recipe: Path) -> list[str]:
+    lines = (recipe / "datalist_val.txt").read_text().split("\n")
+    return sorted({ln.split()[0].split("/")[0] for ln in lines if ln.strip()})
+
+
+def _clip_of(segment: str) -> str:
+    return segment.rsplit("__s", 1)[0]
+
+
+def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision: str, identity: bool):
+    from deblur.checkpoint import load_generator
+    from deblur.evaluate import evaluate
+    from deblur.inference import Deblurrer, run_test
+    from deblur.precision import set_precision
+
+    set_precision(precision)
+    net, config, step = load_generator(checkpoint, verbose=False)
+    inp = work / "input"
+    inp.mkdir(parents=True, exist_ok=True)
+    for s in segments:
+        link = inp / s
+        if not link.exists():
+            link.symlink_to((recipe / "training_set" / s).resolve())
+    out = work / name
+    t0 = time.time()
+    run_test(Deblurrer(net, config), inp, out, log=lambda *a: None)
+    seconds = time.time() - t0
+    rep = evaluate(out, recipe / "dataset", recipe / "dataset", identity=identity)
+    return dict(checkpoint=str(checkpoint), step=step, config=config, seconds=round(seconds, 1),
+                rows=rep.rows)
+
+
+def _mean(rows, key):
+    vals = [r[key] for r in rows if r.get(key) is not None and r[key] != float("inf")]
+    return sum(vals) / len(vals) if vals else None
+
+
+def summarise(result: dict) -> dict:
+    """Per clip and overall means (over frames) of result and blurry metrics."""
+    keys = [k for k in result["rows"][0] if k not in ("video", "frame", "id_fallback")]
+    clips = sorted({_clip_of(r["video"]) for r in result["rows"]})
+    per_clip = {c: {k: _mean([r for r in result["rows"] if _clip_of(r["video"]) == c], k) for k in keys}
+                for c in clips}
+    for c in clips:
+        per_clip[c]["frames"] = sum(_clip_of(r["video"]) == c for r in result["rows"])
+    overall = {k: _mean(result["rows"], k) for k in keys}
+    overall["frames"] = len(result["rows"])
+    return dict(per_clip=per_clip, overall=overall)
+
+
+def table(results: dict) -> str:
+    names = list(results)
+    first = results[names[0]]["summary"]
+    have_id = first["overall"].get("id_dist") is not None
+    head = "| clip | frames | blurry PSNR | blurry SSIM |" + ("blurry ID |" if have_id else "")
+    for n in names:
+        head += f" {n} PSNR | {n} SSIM |" + (f" {n} ID |" if have_id else "")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    clips = list(first["per_clip"]) + ["ALL (mean over frames)"]
+    for c in clips:
+        pick = (lambda s: s["overall"]) if c.startswith("ALL") else (lambda s, c=c: s["per_clip"][c])
+        b = pick(first)
+        row = f"| {c} | {b['frames']} | {b['blurry_psnr']:.2f} | {b['blurry_ssim']:.4f} |"
+        if have_id:
+            row += f" {b['blurry_id_dist']:.4f} |"
+        for n in names:
+            m = pick(results[n]["summary"])
+            row += f" {m['psnr']:.2f} | {m['ssim']:.4f} |" + (f" {m['id_dist']:.4f} |" if have_id else "")
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--recipe", required=True, type=Path, help="output folder of `preprocess recipe`")
+    ap.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT")
+    ap.add_argument("--out", type=Path, default=Path("bench/out/validation.json"))
+    ap.add_argument("--precision", default="bf16", choices=("fp32", "bf16", "auto"))
+    ap.add_argument("--no_identity", action="store_true")
+    ap.add_argument("--work", type=Path, default=None, help="folder for the restored frames (default: temp)")
+    a = ap.parse_args(argv)
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    segments = _val_segments(a.recipe)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = a.work or Path(tmp)
+        for spec in a.model:
+            name, _, path = spec.partition("=")
+            res = score_model(name, path, a.recipe, segments, work, a.precision, not a.no_identity)
+            res["summary"] = summarise(res)
+            results[name] = res
+            o = res["summary"]["overall"]
+            print(f"{name}: {o['frames']} frames, PSNR {o['psnr']:.3f} (blurry {o['blurry_psnr']:.3f}), "
+                  f"SSIM {o['ssim']:.4f} (blurry {o['blurry_ssim']:.4f}), {res['seconds']} s", flush=True)
+    md = table(results)
+    print(md)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(command=" ".join(sys.argv), machine=platform.processor() or platform.machine(),
+                precision=a.precision, segments=segments)
+    a.out.write_text(json.dumps(dict(meta=meta, table=md, models={
+        n: {k: v for k, v in r.items() if k != "rows"} for n, r in results.items()}), indent=1))
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
