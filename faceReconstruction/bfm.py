@@ -25,6 +25,7 @@ Conventions (all as the original):
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import warnings
@@ -74,6 +75,7 @@ class BFM:
     keypoints: np.ndarray
     is_standin: bool = False
     path: Path | None = None
+    kind: str = "bfm"
     extra: dict = field(default_factory=dict)
     _adjacency: object = field(default=None, repr=False, compare=False)
 
@@ -88,6 +90,16 @@ class BFM:
         return self._adjacency
 
     @property
+    def label(self) -> str:
+        """Which model this is, for logs and metadata, e.g. 'ICT Face Model (shipped, MIT)'."""
+        return MODEL_LABELS[self.kind]
+
+    @property
+    def has_texture(self) -> bool:
+        """Whether the model has a texture basis (the BFM); the ICT model has none (zeros)."""
+        return bool(np.any(self.texBase))
+
+    @property
     def n_vertices(self) -> int:
         return int(self.meanshape.shape[0])
 
@@ -97,16 +109,37 @@ class BFM:
         return self.meanshape.astype(np.float64).mean(axis=0)
 
 
+REQUIRED_KEYS = ("meanshape", "meantex", "idBase", "exBase", "texBase", "tri", "point_buf", "keypoints")
+
+
+def _read_model_file(path: Path) -> dict:
+    """The arrays of a model file: `.npz` (numpy, no pickles; the shipped ICT model) or `.mat`."""
+    if path.suffix.lower() != ".npz":
+        return read_mat(path, REQUIRED_KEYS, "BFM_model_front.mat morphable model")
+    if not path.is_file():
+        raise InputError(f"{path}: morphable model not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            m = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{path}: cannot read as a .npz morphable model ({e})") from None
+    missing = [k for k in REQUIRED_KEYS if k not in m]
+    if missing:
+        raise InputError(f"{path}: not a valid morphable model, missing keys {missing}")
+    return m
+
+
 def load_bfm(path) -> BFM:
-    """Load a `BFM_model_front.mat` (the real one, or a stand-in written by this package).
+    """Load a morphable model in the `BFM_model_front.mat` format: the real BFM, the shipped ICT
+    Face Model (`.npz`, same keys; `convert_ict.py`) or a stand-in written by this package.
 
     The file stores 1-based MATLAB indices (tri, point_buf, keypoints); they are converted to
     0-based here, once, and nowhere else. Raises InputError naming the file and the problem.
     Loading a stand-in warns (StandinWarning) with STANDIN_MESSAGE.
     """
     path = Path(path)
-    required = ("meanshape", "meantex", "idBase", "exBase", "texBase", "tri", "point_buf", "keypoints")
-    m = read_mat(path, required, "BFM_model_front.mat morphable model")
+    required = REQUIRED_KEYS
+    m = _read_model_file(path)
 
     meanshape = np.asarray(m["meanshape"], dtype=np.float32).reshape(-1)
     if meanshape.size % 3:
@@ -139,7 +172,8 @@ def load_bfm(path) -> BFM:
     if keypoints.shape != (68,) or keypoints.min() < 0 or keypoints.max() >= n:
         raise InputError(f"{path}: keypoints must be 68 vertex indices in 1..{n}")
 
-    is_standin = "standin" in m and bool(np.asarray(m["standin"]).reshape(-1)[0])
+    kind = _kind(m)
+    is_standin = kind == "standin"
     if is_standin:
         warnings.warn(f"{STANDIN_MESSAGE}: {path}", StandinWarning, stacklevel=2)
     extra = {k: v for k, v in m.items() if not k.startswith("__") and k not in required}
@@ -154,6 +188,7 @@ def load_bfm(path) -> BFM:
         keypoints=keypoints,
         is_standin=is_standin,
         path=path,
+        kind=kind,
         extra=extra,
     )
 
@@ -304,8 +339,12 @@ def sh_color(tex, normals, gamma) -> np.ndarray:
     return np.asarray(tex, dtype=np.float64) * lit
 
 
-def reconstruct(bfm: BFM, coeff, focal: float = FOCAL, center: float = CENTER, cam_dist: float = CAM_DIST) -> dict:
+def reconstruct(bfm: BFM, coeff, focal: float = FOCAL, center: float = CENTER, cam_dist: float = CAM_DIST,
+                albedo=None) -> dict:
     """Coefficients (239 / 257, optionally batched (B, C)) -> everything needed to render/fit.
+
+    albedo: optional per-vertex albedo (N, 3) RGB 0-255 used instead of the texture model
+    (meantex + texBase @ tex); the per-clip albedo of a model without texture (`albedo.py`).
 
     Returns a dict of float64 arrays (leading B only when batched):
       vertices_cam (.., N, 3) rotated + translated vertices (render frame, see module doc);
@@ -316,7 +355,12 @@ def reconstruct(bfm: BFM, coeff, focal: float = FOCAL, center: float = CENTER, c
     """
     parts = split_coeff(coeff)
     shape = face_shape(bfm, parts["id"], parts["ex"])
-    texture = face_texture(bfm, parts["tex"])
+    if albedo is None:
+        texture = face_texture(bfm, parts["tex"])
+    else:
+        texture = np.asarray(albedo, np.float64)
+        if texture.shape != (bfm.n_vertices, 3):
+            raise ValueError(f"albedo must be ({bfm.n_vertices}, 3) for this model, got {texture.shape}")
     rot = rotation_matrix(parts["angles"])
     normals = vertex_normals(bfm, shape) @ rot
     verts = to_camera(shape, rot, parts["trans"])
@@ -346,6 +390,44 @@ def write_standin_bfm(path, n_vertices: int = 4000, seed: int = 0, topology=None
     from faceReconstruction.standin import write_standin_bfm as _write
 
     return _write(path, n_vertices=n_vertices, seed=seed, topology=topology)
+
+
+MODEL_LABELS = {
+    "bfm": "Basel Face Model (user's BFM_model_front.mat)",
+    "ict": "ICT Face Model (shipped, MIT)",
+    "standin": "STAND-IN test model (not a face model)",
+}
+
+
+def model_kind_of_file(path) -> str:
+    """'standin' (flag `standin` set), 'ict' (`model_name` names ICT) or 'bfm' (anything else in
+    the format: the user's Basel Face Model), read from the file's small fields only."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                fields = {k: z[k] for k in ("standin", "model_name") if k in z.files}
+        else:
+            fields = scipy.io.loadmat(str(path), variable_names=["standin", "model_name"])
+    except (ValueError, OSError, TypeError, IndexError, KeyError, NotImplementedError, EOFError):
+        return "bfm"  # unreadable here: load_bfm reports the problem with the file's name
+    return _kind(fields)
+
+
+def _kind(fields: dict) -> str:
+    if "standin" in fields and bool(np.asarray(fields["standin"]).reshape(-1)[0]):
+        return "standin"
+    name = str(np.asarray(fields.get("model_name", "")).reshape(-1)[0]) if "model_name" in fields else ""
+    return "ict" if "ICT" in name else "bfm"
+
+
+def model_fingerprint(bfm: BFM) -> str:
+    """12 hex digits identifying a model's geometry (SHA-1 of the float32 mean shape and the
+    triangles): equal for the same model in .mat or .npz, different for any other model."""
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(bfm.meanshape, dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(bfm.tri, dtype=np.int32).tobytes())
+    return h.hexdigest()[:12]
 
 
 def _standin_dir() -> Path:
