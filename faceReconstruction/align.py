@@ -81,8 +81,7 @@ def load_lm3d(path=None, bfm=None) -> np.ndarray:
         return five_from_68(lm)
     if bfm is None:
         raise ValueError("load_lm3d needs a similarity_Lm3D_all.mat path or a loaded BFM")
-    mean = np.asarray(bfm.meanshape, dtype=np.float64).reshape(-1, 3)
-    mean = mean - mean.mean(0)
+    mean = np.asarray(bfm.meanshape, dtype=np.float64).reshape(-1, 3) - bfm.center
     return five_from_68(mean[np.asarray(bfm.keypoints).reshape(-1)])
 
 

@@ -26,8 +26,6 @@ Conventions (all as the original):
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +103,12 @@ class BFM:
 
     @property
     def center(self) -> np.ndarray:
-        """Centroid of the mean shape (3,), subtracted from every reconstructed shape."""
+        """The point (3,) subtracted from every reconstructed shape: the centroid of the mean
+        shape (the original's centring, for the BFM), or the `center` a model file stores (the
+        shipped ICT model: the origin of the BFM frame it was fitted into, see convert_ict.py)."""
+        c = self.extra.get("center")
+        if c is not None:
+            return np.asarray(c, np.float64).reshape(3)
         return self.meanshape.astype(np.float64).mean(axis=0)
 
 
@@ -177,6 +180,8 @@ def load_bfm(path) -> BFM:
     if is_standin:
         warnings.warn(f"{STANDIN_MESSAGE}: {path}", StandinWarning, stacklevel=2)
     extra = {k: v for k, v in m.items() if not k.startswith("__") and k not in required}
+    if "expressions" in extra:  # names; a .mat pads them to one length
+        extra["expressions"] = np.array([str(e).strip() for e in np.asarray(extra["expressions"]).reshape(-1)])
     return BFM(
         meanshape=meanshape.reshape(n, 3),
         idBase=bases["idBase"],
@@ -392,11 +397,43 @@ def write_standin_bfm(path, n_vertices: int = 4000, seed: int = 0, topology=None
     return _write(path, n_vertices=n_vertices, seed=seed, topology=topology)
 
 
+SHIPPED_MODEL = Path(__file__).resolve().parent / "ICT" / "ict_face_model.npz"
 MODEL_LABELS = {
     "bfm": "Basel Face Model (user's BFM_model_front.mat)",
     "ict": "ICT Face Model (shipped, MIT)",
     "standin": "STAND-IN test model (not a face model)",
 }
+
+
+def find_bfm(path=None) -> tuple[Path, str]:
+    """Locate the morphable model: (path, kind), kind 'bfm', 'ict' or 'standin' (`model_kind`).
+
+    One order everywhere (demo.py, demo_render.py, deblur_video.py, make demo):
+    1. `path` (--bfm) when given; it must exist (InputError otherwise);
+    2. the user's Basel Face Model: ./faceReconstruction/BFM/BFM_model_front.mat, then
+       ./BFM/BFM_model_front.mat, relative to the working directory (as the original) and then
+       to the project root;
+    3. the shipped ICT Face Model, faceReconstruction/ICT/ict_face_model.npz.
+    The generated stand-in is never chosen here (tests pass its path explicitly). Without any
+    model file (a checkout without the shipped file) -> InputError saying what to do.
+    """
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"{p}: morphable model file not found (give the BFM_model_front.mat "
+                             "built by `python -m faceReconstruction.convert_bfm`, or leave --bfm out "
+                             "for the shipped ICT Face Model)")
+        return p, model_kind_of_file(p)
+    root = Path(__file__).resolve().parents[1]
+    for base in (Path.cwd(), root):
+        for rel in (Path("faceReconstruction") / "BFM" / MODEL_NAME, Path("BFM") / MODEL_NAME):
+            if (base / rel).is_file():
+                return base / rel, model_kind_of_file(base / rel)
+    if SHIPPED_MODEL.is_file():
+        return SHIPPED_MODEL, "ict"
+    raise InputError(f"no morphable model found: no {MODEL_NAME} in ./faceReconstruction/BFM or ./BFM, and the "
+                     f"shipped ICT Face Model {SHIPPED_MODEL} is missing (restore it with `git checkout -- "
+                     "faceReconstruction/ICT/ict_face_model.npz`, or give --bfm)")
 
 
 def model_kind_of_file(path) -> str:
@@ -428,60 +465,3 @@ def model_fingerprint(bfm: BFM) -> str:
     h.update(np.ascontiguousarray(bfm.meanshape, dtype=np.float32).tobytes())
     h.update(np.ascontiguousarray(bfm.tri, dtype=np.int32).tobytes())
     return h.hexdigest()[:12]
-
-
-def _standin_dir() -> Path:
-    env = os.environ.get("FACEDEBLUR_STANDIN_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent / "BFM" / "standin"
-
-
-def find_bfm(path=None) -> tuple[Path, bool]:
-    """Locate the morphable model: (path, is_standin).
-
-    `path` given: it must exist (InputError otherwise). Not given: the first existing of
-    ./faceReconstruction/BFM/BFM_model_front.mat, ./BFM/BFM_model_front.mat (relative to the
-    working directory, as the original) and the same two under the project root; otherwise a
-    stand-in model (`faceReconstruction.standin`, 4,000 vertices), generated once into a cache
-    folder (faceReconstruction/BFM/standin/BFM_model_front_standin_v<version>.mat, or under
-    $FACEDEBLUR_STANDIN_DIR; the folder gets a `*` .gitignore) and reused, with a
-    StandinWarning on every call.
-    """
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"{p}: morphable model file not found (give the BFM_model_front.mat "
-                             "built by `python -m faceReconstruction.convert_bfm`)")
-        return p, _is_standin_file(p)
-    root = Path(__file__).resolve().parents[1]
-    for base in (Path.cwd(), root):
-        for rel in (Path("faceReconstruction") / "BFM" / MODEL_NAME, Path("BFM") / MODEL_NAME):
-            if (base / rel).is_file():
-                return base / rel, _is_standin_file(base / rel)
-    from faceReconstruction.standin import STANDIN_VERSION
-
-    # The version in the name: a cache written by an older generator is never reused.
-    name = f"BFM_model_front_standin_v{STANDIN_VERSION}.mat"
-    cache = _standin_dir() / name
-    if not cache.is_file():
-        try:
-            write_standin_bfm(cache)
-        except OSError:  # read-only install: fall back to a per-user temporary folder
-            user = os.getuid() if hasattr(os, "getuid") else 0
-            cache = Path(tempfile.gettempdir()) / f"facedeblur-standin-{user}" / name
-            if not cache.is_file():
-                write_standin_bfm(cache)
-    ignore = cache.parent / ".gitignore"
-    if not ignore.exists():  # a generated cache, never to be committed
-        ignore.write_text("*\n")
-    warnings.warn(f"{STANDIN_MESSAGE}: no BFM_model_front.mat found (looked in ./faceReconstruction/BFM "
-                  f"and ./BFM); using {cache}. Renders and coefficients are NOT those of the BFM.",
-                  StandinWarning, stacklevel=2)
-    return cache, True
-
-
-def _is_standin_file(path: Path) -> bool:
-    try:
-        m = scipy.io.loadmat(str(path), variable_names=["standin"])
-    except (ValueError, OSError, TypeError, IndexError, KeyError, NotImplementedError):
-        return False
-    return "standin" in m and bool(np.asarray(m["standin"]).reshape(-1)[0])

@@ -23,11 +23,12 @@ Choices (README "3D face prior without the BFM: the ICT Face Model" says why):
   the Multi-PIE landmark vertices 18-68 of the neutral mesh (`idx_to_landmark_verts`, the list
   in ICT's README; the jaw line is left out, see ALIGN_LANDMARKS) onto `lm` of
   `similarity_Lm3D_all.mat` (BFM mean-face landmarks in the BFM's centred frame, units of about
-  decimetres, x to image right, y up, z to the camera). The original camera (focal 1015, centre
-  112, z = 10) and POS alignment then frame an ICT face as they frame a BFM face. The loader
-  centres every shape on the mean shape's centroid (`bfm.face_shape`), as for the BFM; that
-  centroid is not the BFM's (the areas differ, mostly in depth: see the conversion log), so the
-  fitted translation differs from a BFM fit's by that offset.
+  decimetres, x to image right, y up, z to the camera). The loader centres every shape
+  (`bfm.face_shape`) on the mean shape's centroid for the BFM; the ICT face area's centroid
+  lies 1.7 cm further forward than the BFM's (other coverage), so the file stores
+  `center` = (0, 0, 0): the shape is used in the frame `lm` is in, unshifted. The original
+  camera (focal 1015, centre 112, z = 10) and POS alignment then frame an ICT face as they
+  frame a BFM face, and the translation coefficients mean the same as a BFM fit's.
 - Identity: the first 80 modes, `identityNNN.obj - neutral`, times the similarity's scale and
   rotation. ICT's own sampler (Scripts/ict_face_model.py, `randomize_identity`) draws the mode
   weights from N(0, 1): the OBJ modes are already scaled to one standard deviation (their RMS
@@ -305,10 +306,9 @@ def convert(ict_dir, lm3d_path, area: str = "narrow", rings: int = FILL_RINGS, l
     mean = mean_ict @ (s * r).T + t
     err = mean[lmk] - lm
     rms = float(np.sqrt((err[ALIGN_LANDMARKS] ** 2).sum(1).mean()))
-    offset = mean.mean(0)
     log(f"similarity: scale {s:.5f} model units per ICT unit, rms {rms:.4f} units over landmarks 18-68, "
-        f"jaw line {np.sqrt((err[:17] ** 2).sum(1).mean()):.4f}; mesh centroid at {np.round(offset, 4)} "
-        "(the loader's centring moves the face by minus that)")
+        f"jaw line {np.sqrt((err[:17] ** 2).sum(1).mean()):.4f}; mesh centroid at {np.round(mean.mean(0), 4)} "
+        "(not subtracted: center = 0)")
 
     def to_basis(deltas, k_out):
         # (K, n_area, 3) -> expanded, rotated, scaled -> (3N, k_out) with zero columns after K.
@@ -340,6 +340,7 @@ def convert(ict_dir, lm3d_path, area: str = "narrow", rings: int = FILL_RINGS, l
         "n_source_vertices": np.int64(n_area),
         "landmark_rms": np.float64(rms),
         "lm3d": lm,
+        "center": np.zeros(3),
     }
 
 
@@ -371,6 +372,8 @@ def write_model(model: dict, out, source: str = "") -> Path:
         # The BFM mean-face landmarks that fixed the frame: the alignment reference points
         # (`align.find_lm3d`), so crops are the original's without a separate file.
         "lm3d": model["lm3d"].astype(np.float64),
+        # Shapes are centred on this point, not on the mean shape's centroid (`bfm.BFM.center`).
+        "center": model["center"].astype(np.float64),
         "model_name": np.asarray(MODEL_NAME),
         "source": np.asarray(source),
         "standin": np.int32(0),
@@ -392,7 +395,7 @@ def as_model(model: dict):
                exBase=model["exBase"].astype(np.float32), meantex=model["meantex"].astype(np.float32),
                texBase=model["texBase"].astype(np.float32), tri=model["tri"].astype(np.int32),
                point_buf=model["point_buf"].astype(np.int32), keypoints=model["keypoints"].astype(np.int64),
-               kind="ict", extra={"exBounds": model["exBounds"], "lm3d": model["lm3d"]})
+               kind="ict", extra={"exBounds": model["exBounds"], "lm3d": model["lm3d"], "center": model["center"]})
 
 
 def photo_pairs(folder) -> list:
