@@ -115,7 +115,8 @@ def read_meta(path: Path):
         meta = json.loads(path.read_text())
         meta["model"]["kind"]
     except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{path}: cannot read the coefficients' model record ({e}); delete it or re-run demo.py")
+        raise InputError(f"{path}: cannot read the coefficients' model record ({e}); delete it or re-run "
+                         "demo.py") from None
     return meta
 
 
@@ -125,6 +126,10 @@ def check_model(meta, meta_file: Path, model, model_path) -> None:
     fp = made.get("fingerprint")
     if made["kind"] == model.kind and (fp is None or fp == bfm_mod.model_fingerprint(model)):
         return
+    if made["kind"] == model.kind:
+        raise InputError(f"{meta_file}: these coefficients were made with another {model.label} file "
+                         f"({made.get('file')}, fingerprint {fp}) than this run's ({model_path}, fingerprint "
+                         f"{bfm_mod.model_fingerprint(model)}); give --bfm {made.get('file')}, or re-run demo.py")
     hint = ("--bfm with the BFM_model_front.mat they were made with" if made["kind"] == "bfm"
             else f"--bfm {made.get('file')}" if made["kind"] != "ict" else "no --bfm (the shipped ICT model)")
     raise InputError(f"{meta_file}: these coefficients were made with {made.get('label', made['kind'])} "
