@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     ap.add_argument("--gpu", type=int, default=-1, help="GPU id for the network, -1 = CPU (default -1)")
     ap.add_argument("--rnet", default=None, help="the authors' R-Net .pb: 3D coefficients by R-Net instead of fitting")
     ap.add_argument("--bfm", default=None, help="BFM_model_front.mat (default: found in faceReconstruction/BFM/ "
-                                                "or BFM/, else the STAND-IN model with a warning)")
+                                                "or BFM/, else the shipped ICT Face Model)")
     ap.add_argument("--frames_out", default=None, help="also write the deblurred frames as PNGs into this folder")
     ap.add_argument("--full_frame", action="store_true",
                     help="deblur whole frames (the original behaviour) instead of a face-centred window")

@@ -211,12 +211,27 @@ def _run_tool(cmd: list[str], log: Path, env=None) -> str:
     return text
 
 
-def _standin_lines(text: str) -> list[str]:
+def _model_lines(text: str) -> list[str]:
+    """The lines of a stage's log that say which 3D face model made its output (and any
+    STAND-IN warning), once each: they go into the run's notes and summary."""
     seen = []
     for line in text.splitlines():
-        if "STAND-IN" in line.upper() and line.strip() not in seen:
+        if ("STAND-IN" in line.upper() or line.strip().startswith("3D face model:")) and line.strip() not in seen:
             seen.append(line.strip())
     return seen
+
+
+def prior_label(notes: str) -> str:
+    """Label of a render panel from a run's notes (its '3D face model: ...' line), e.g.
+    '3D prior (ICT Face Model)'; a stand-in is always named as such."""
+    up = notes.upper()
+    if "STAND-IN" in up:
+        return "3D prior (STAND-IN)"
+    if "ICT FACE MODEL" in up:
+        return "3D prior (ICT Face Model)"
+    if "BASEL FACE MODEL" in up:
+        return "3D prior (Basel Face Model)"
+    return "3D prior"
 
 
 def _frames(folder: Path) -> list[Path]:
@@ -278,7 +293,7 @@ class Pipeline:
         v = self.name
         t = self.tset / v
         return {"frames": [self.full / v / "blurry"], "landmarks": [self.full / v / "face"],
-                "region": [self.data / v], "reconstruct": [t / "face"], "render": [t / "render", t / "face_render"],
+                "region": [self.data / v], "reconstruct": [t / "face"], "render": [t / "render", self.data / v / "face_render"],
                 "align": [t / f"blur_{k}" for k in range(-4, 5)], "deblur": [self.result / v],
                 "blend": [self.final, self.final_render], "encode": []}[stage]
 
@@ -294,6 +309,14 @@ class Pipeline:
             raise InputError(f"{o.rnet}: R-Net .pb file not found")
         if o.bfm is not None and not Path(o.bfm).is_file():
             raise InputError(f"{o.bfm}: BFM file not found")
+        if o.rnet is not None:
+            from faceReconstruction.bfm import find_bfm
+
+            path, kind = find_bfm(o.bfm)
+            if kind != "bfm":
+                raise InputError(f"{o.rnet}: the R-Net regresses Basel Face Model coefficients, which only the BFM "
+                                 f"can render, but the model found is {path}; give --bfm BFM_model_front.mat, or "
+                                 "leave --rnet out to fit the shipped ICT Face Model")
         self.work.mkdir(parents=True, exist_ok=True)
         state = State(self.work)
         stages = self.stages()
@@ -364,7 +387,7 @@ class Pipeline:
     def run_landmarks(self) -> None:
         text = _run_tool([self.py, "-m", "facePointDetection", "--dataset", str(self.full), "--points", "5"],
                          self.logs / "landmarks.log", self.env)
-        self._note(_standin_lines(text))
+        self._note(_model_lines(text))
 
     def _landmarks(self, n: int) -> np.ndarray:
         """(T, 5, 2) landmarks of the full frames, NaN where the detector found no face."""
@@ -419,13 +442,13 @@ class Pipeline:
             cmd += ["--rnet", str(Path(self.o.rnet).resolve())]
         if self.o.bfm:
             cmd += ["--bfm", str(Path(self.o.bfm).resolve())]
-        self._note(_standin_lines(_run_tool(cmd, self.logs / "reconstruct.log", self.env)))
+        self._note(_model_lines(_run_tool(cmd, self.logs / "reconstruct.log", self.env)))
 
     def run_render(self) -> None:
         cmd = [self.py, "demo_render.py", "--coeff_path", str(self.tset), "--data_path", str(self.data)]
         if self.o.bfm:
             cmd += ["--bfm", str(Path(self.o.bfm).resolve())]
-        self._note(_standin_lines(_run_tool(cmd, self.logs / "render.log", self.env)))
+        self._note(_model_lines(_run_tool(cmd, self.logs / "render.log", self.env)))
 
     def run_align(self) -> None:
         cmd = [self.py, "-m", "preprocess", "align", "--dataset", str(self.data), "--out", str(self.tset),
@@ -444,7 +467,7 @@ class Pipeline:
         if self.o.levels is not None:
             cmd += ["--levels", str(self.o.levels)]
         cmd += list(self.o.model_args)
-        self._note(_standin_lines(_run_tool(cmd, self.logs / "deblur.log", self.env)))
+        self._note(_model_lines(_run_tool(cmd, self.logs / "deblur.log", self.env)))
         n_in = len(_frames(self.data / self.name / "blurry"))
         n_out = len(_frames(out))
         if n_out != n_in:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from deblur.video import DEFAULT_CHECKPOINT, StageError, _run_tool, _standin_lines  # noqa: E402
+from deblur.video import DEFAULT_CHECKPOINT, StageError, _model_lines, _run_tool, prior_label  # noqa: E402
 from preprocess.fileio import InputError  # noqa: E402
 from preprocess.sample import SampleConfig, make_sample  # noqa: E402
 
@@ -72,7 +72,7 @@ def train_demo_model(work: Path, seconds: int, args, env) -> Path:
             continue
         t0 = time.perf_counter()
         text = _run_tool(cmd, logs / f"{name}.log", env)
-        for line in _standin_lines(text):
+        for line in _model_lines(text):
             print("  NOTE: " + line)
         marker.write_text("ok\n")
         print(f"  training data: {name:<11} done in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     py = sys.executable
-    standin = False
+    label = "3D prior"
     try:
         banner("1/4  sample clip: scikit-image's astronaut photo, shaking virtual camera, true motion blur")
         ds = work / "dataset"
@@ -154,11 +154,11 @@ def main(argv=None) -> int:
         banner("4/4  evaluation (evaluate.py)")
         cmp_dir = work / "compare"
         notes_file = work / "video_work" / "notes.json"
-        standin = notes_file.is_file() and "STAND-IN" in notes_file.read_text().upper()
+        label = prior_label(notes_file.read_text() if notes_file.is_file() else "")
         cmd = [py, "evaluate.py", "--pred", str(work / "result"), "--gt", str(ds), "--blurry", str(ds),
                "--out", str(work / "eval"), "--compare", str(cmp_dir), "--render",
                str(work / "video_work" / "final_render"), "--fps", "10",
-               "--render_label", "3D prior (STAND-IN)" if standin else "3D prior"]
+               "--render_label", label]
         rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
         if rc != 0:
             print(f"error: evaluate.py failed (status {rc})", file=sys.stderr)
@@ -171,8 +171,7 @@ def main(argv=None) -> int:
     which = (f"SHORT DEMO MODEL trained here ({args.train_seconds} s budget; NOT the authors' model)"
              if trained_here else f"checkpoint {ckpt}")
     print(f"  model:            {which}")
-    if standin:
-        print("  3D prior:         STAND-IN morphable model (no Basel Face Model here); see README for the real BFM")
+    print(f"  3D prior:         {label} (which model: README, 3D face prior without the BFM)")
     print(f"  deblurred video:  {out_mp4}")
     print(f"  comparison PNG:   {cmp_dir / TEST_CLIP / f'{max(1, args.frames // 2):05d}.png'} (one strip per frame in {cmp_dir / TEST_CLIP})")
     print(f"  comparison MP4:   {cmp_dir / (TEST_CLIP + '.mp4')}")

@@ -81,8 +81,7 @@ def load_lm3d(path=None, bfm=None) -> np.ndarray:
         return five_from_68(lm)
     if bfm is None:
         raise ValueError("load_lm3d needs a similarity_Lm3D_all.mat path or a loaded BFM")
-    mean = np.asarray(bfm.meanshape, dtype=np.float64).reshape(-1, 3)
-    mean = mean - mean.mean(0)
+    mean = np.asarray(bfm.meanshape, dtype=np.float64).reshape(-1, 3) - bfm.center
     return five_from_68(mean[np.asarray(bfm.keypoints).reshape(-1)])
 
 
@@ -90,6 +89,8 @@ def find_lm3d(lm3d_path=None, bfm_path=None, bfm=None, warn=True) -> np.ndarray:
     """Resolve the 3D alignment points the way `demo.py` / `demo_render.py` do.
 
     `--lm3d PATH` when given; otherwise `similarity_Lm3D_all.mat` next to the BFM file;
+    otherwise the `lm3d` (68, 3) a model file carries (the shipped ICT model stores the
+    `similarity_Lm3D_all.mat` points its frame was fitted to, so its crops are the original's);
     otherwise the model's own 68 keypoints (with a warning, since crops then differ slightly
     from the ones the original R-Net was trained on).
     """
@@ -99,6 +100,9 @@ def find_lm3d(lm3d_path=None, bfm_path=None, bfm=None, warn=True) -> np.ndarray:
         beside = Path(bfm_path).with_name(LM3D_NAME)
         if beside.is_file():
             return load_lm3d(beside)
+    stored = None if bfm is None else bfm.extra.get("lm3d")
+    if stored is not None and np.shape(stored) == (68, 3):
+        return five_from_68(stored)
     if bfm is None:
         raise ValueError("find_lm3d: no similarity_Lm3D_all.mat found and no model given")
     if warn:

@@ -25,8 +25,7 @@ Conventions (all as the original):
 """
 from __future__ import annotations
 
-import os
-import tempfile
+import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +73,7 @@ class BFM:
     keypoints: np.ndarray
     is_standin: bool = False
     path: Path | None = None
+    kind: str = "bfm"
     extra: dict = field(default_factory=dict)
     _adjacency: object = field(default=None, repr=False, compare=False)
 
@@ -88,25 +88,61 @@ class BFM:
         return self._adjacency
 
     @property
+    def label(self) -> str:
+        """Which model this is, for logs and metadata, e.g. 'ICT Face Model (shipped, MIT)'."""
+        return MODEL_LABELS[self.kind]
+
+    @property
+    def has_texture(self) -> bool:
+        """Whether the model has a texture basis (the BFM); the ICT model has none (zeros)."""
+        return bool(np.any(self.texBase))
+
+    @property
     def n_vertices(self) -> int:
         return int(self.meanshape.shape[0])
 
     @property
     def center(self) -> np.ndarray:
-        """Centroid of the mean shape (3,), subtracted from every reconstructed shape."""
+        """The point (3,) subtracted from every reconstructed shape: the centroid of the mean
+        shape (the original's centring, for the BFM), or the `center` a model file stores (the
+        shipped ICT model: the origin of the BFM frame it was fitted into, see convert_ict.py)."""
+        c = self.extra.get("center")
+        if c is not None:
+            return np.asarray(c, np.float64).reshape(3)
         return self.meanshape.astype(np.float64).mean(axis=0)
 
 
+REQUIRED_KEYS = ("meanshape", "meantex", "idBase", "exBase", "texBase", "tri", "point_buf", "keypoints")
+
+
+def _read_model_file(path: Path) -> dict:
+    """The arrays of a model file: `.npz` (numpy, no pickles; the shipped ICT model) or `.mat`."""
+    if path.suffix.lower() != ".npz":
+        return read_mat(path, REQUIRED_KEYS, "BFM_model_front.mat morphable model")
+    if not path.is_file():
+        raise InputError(f"{path}: morphable model not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            m = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{path}: cannot read as a .npz morphable model ({e})") from None
+    missing = [k for k in REQUIRED_KEYS if k not in m]
+    if missing:
+        raise InputError(f"{path}: not a valid morphable model, missing keys {missing}")
+    return m
+
+
 def load_bfm(path) -> BFM:
-    """Load a `BFM_model_front.mat` (the real one, or a stand-in written by this package).
+    """Load a morphable model in the `BFM_model_front.mat` format: the real BFM, the shipped ICT
+    Face Model (`.npz`, same keys; `convert_ict.py`) or a stand-in written by this package.
 
     The file stores 1-based MATLAB indices (tri, point_buf, keypoints); they are converted to
     0-based here, once, and nowhere else. Raises InputError naming the file and the problem.
     Loading a stand-in warns (StandinWarning) with STANDIN_MESSAGE.
     """
     path = Path(path)
-    required = ("meanshape", "meantex", "idBase", "exBase", "texBase", "tri", "point_buf", "keypoints")
-    m = read_mat(path, required, "BFM_model_front.mat morphable model")
+    required = REQUIRED_KEYS
+    m = _read_model_file(path)
 
     meanshape = np.asarray(m["meanshape"], dtype=np.float32).reshape(-1)
     if meanshape.size % 3:
@@ -139,10 +175,13 @@ def load_bfm(path) -> BFM:
     if keypoints.shape != (68,) or keypoints.min() < 0 or keypoints.max() >= n:
         raise InputError(f"{path}: keypoints must be 68 vertex indices in 1..{n}")
 
-    is_standin = "standin" in m and bool(np.asarray(m["standin"]).reshape(-1)[0])
+    kind = _kind(m)
+    is_standin = kind == "standin"
     if is_standin:
         warnings.warn(f"{STANDIN_MESSAGE}: {path}", StandinWarning, stacklevel=2)
     extra = {k: v for k, v in m.items() if not k.startswith("__") and k not in required}
+    if "expressions" in extra:  # names; a .mat pads them to one length
+        extra["expressions"] = np.array([str(e).strip() for e in np.asarray(extra["expressions"]).reshape(-1)])
     return BFM(
         meanshape=meanshape.reshape(n, 3),
         idBase=bases["idBase"],
@@ -154,6 +193,7 @@ def load_bfm(path) -> BFM:
         keypoints=keypoints,
         is_standin=is_standin,
         path=path,
+        kind=kind,
         extra=extra,
     )
 
@@ -304,8 +344,12 @@ def sh_color(tex, normals, gamma) -> np.ndarray:
     return np.asarray(tex, dtype=np.float64) * lit
 
 
-def reconstruct(bfm: BFM, coeff, focal: float = FOCAL, center: float = CENTER, cam_dist: float = CAM_DIST) -> dict:
+def reconstruct(bfm: BFM, coeff, focal: float = FOCAL, center: float = CENTER, cam_dist: float = CAM_DIST,
+                albedo=None) -> dict:
     """Coefficients (239 / 257, optionally batched (B, C)) -> everything needed to render/fit.
+
+    albedo: optional per-vertex albedo (N, 3) RGB 0-255 used instead of the texture model
+    (meantex + texBase @ tex); the per-clip albedo of a model without texture (`albedo.py`).
 
     Returns a dict of float64 arrays (leading B only when batched):
       vertices_cam (.., N, 3) rotated + translated vertices (render frame, see module doc);
@@ -316,7 +360,12 @@ def reconstruct(bfm: BFM, coeff, focal: float = FOCAL, center: float = CENTER, c
     """
     parts = split_coeff(coeff)
     shape = face_shape(bfm, parts["id"], parts["ex"])
-    texture = face_texture(bfm, parts["tex"])
+    if albedo is None:
+        texture = face_texture(bfm, parts["tex"])
+    else:
+        texture = np.asarray(albedo, np.float64)
+        if texture.shape != (bfm.n_vertices, 3):
+            raise ValueError(f"albedo must be ({bfm.n_vertices}, 3) for this model, got {texture.shape}")
     rot = rotation_matrix(parts["angles"])
     normals = vertex_normals(bfm, shape) @ rot
     verts = to_camera(shape, rot, parts["trans"])
@@ -348,58 +397,71 @@ def write_standin_bfm(path, n_vertices: int = 4000, seed: int = 0, topology=None
     return _write(path, n_vertices=n_vertices, seed=seed, topology=topology)
 
 
-def _standin_dir() -> Path:
-    env = os.environ.get("FACEDEBLUR_STANDIN_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent / "BFM" / "standin"
+SHIPPED_MODEL = Path(__file__).resolve().parent / "ICT" / "ict_face_model.npz"
+MODEL_LABELS = {
+    "bfm": "Basel Face Model (user's BFM_model_front.mat)",
+    "ict": "ICT Face Model (shipped, MIT)",
+    "standin": "STAND-IN test model (not a face model)",
+}
 
 
-def find_bfm(path=None) -> tuple[Path, bool]:
-    """Locate the morphable model: (path, is_standin).
+def find_bfm(path=None) -> tuple[Path, str]:
+    """Locate the morphable model: (path, kind), kind 'bfm', 'ict' or 'standin' (`model_kind`).
 
-    `path` given: it must exist (InputError otherwise). Not given: the first existing of
-    ./faceReconstruction/BFM/BFM_model_front.mat, ./BFM/BFM_model_front.mat (relative to the
-    working directory, as the original) and the same two under the project root; otherwise a
-    stand-in model (`faceReconstruction.standin`, 4,000 vertices), generated once into a cache
-    folder (faceReconstruction/BFM/standin/BFM_model_front_standin_v<version>.mat, or under
-    $FACEDEBLUR_STANDIN_DIR; the folder gets a `*` .gitignore) and reused, with a
-    StandinWarning on every call.
+    One order everywhere (demo.py, demo_render.py, deblur_video.py, make demo):
+    1. `path` (--bfm) when given; it must exist (InputError otherwise);
+    2. the user's Basel Face Model: ./faceReconstruction/BFM/BFM_model_front.mat, then
+       ./BFM/BFM_model_front.mat, relative to the working directory (as the original) and then
+       to the project root;
+    3. the shipped ICT Face Model, faceReconstruction/ICT/ict_face_model.npz.
+    The generated stand-in is never chosen here (tests pass its path explicitly). Without any
+    model file (a checkout without the shipped file) -> InputError saying what to do.
     """
     if path is not None:
         p = Path(path)
         if not p.is_file():
             raise InputError(f"{p}: morphable model file not found (give the BFM_model_front.mat "
-                             "built by `python -m faceReconstruction.convert_bfm`)")
-        return p, _is_standin_file(p)
+                             "built by `python -m faceReconstruction.convert_bfm`, or leave --bfm out "
+                             "for the shipped ICT Face Model)")
+        return p, model_kind_of_file(p)
     root = Path(__file__).resolve().parents[1]
     for base in (Path.cwd(), root):
         for rel in (Path("faceReconstruction") / "BFM" / MODEL_NAME, Path("BFM") / MODEL_NAME):
             if (base / rel).is_file():
-                return base / rel, _is_standin_file(base / rel)
-    from faceReconstruction.standin import STANDIN_VERSION
-
-    # The version in the name: a cache written by an older generator is never reused.
-    name = f"BFM_model_front_standin_v{STANDIN_VERSION}.mat"
-    cache = _standin_dir() / name
-    if not cache.is_file():
-        try:
-            write_standin_bfm(cache)
-        except OSError:  # read-only install: fall back to a per-user temporary folder
-            user = os.getuid() if hasattr(os, "getuid") else 0
-            cache = Path(tempfile.gettempdir()) / f"facedeblur-standin-{user}" / name
-            if not cache.is_file():
-                write_standin_bfm(cache)
-    ignore = cache.parent / ".gitignore"
-    if not ignore.exists():  # a generated cache, never to be committed
-        ignore.write_text("*\n")
-    warnings.warn(f"{STANDIN_MESSAGE}: no BFM_model_front.mat found (looked in ./faceReconstruction/BFM "
-                  f"and ./BFM); using {cache}. Renders and coefficients are NOT those of the BFM.",
-                  StandinWarning, stacklevel=2)
-    return cache, True
+                return base / rel, model_kind_of_file(base / rel)
+    if SHIPPED_MODEL.is_file():
+        return SHIPPED_MODEL, "ict"
+    raise InputError(f"no morphable model found: no {MODEL_NAME} in ./faceReconstruction/BFM or ./BFM, and the "
+                     f"shipped ICT Face Model {SHIPPED_MODEL} is missing (restore it with `git checkout -- "
+                     "faceReconstruction/ICT/ict_face_model.npz`, or give --bfm)")
 
 
-def _is_standin_file(path: Path) -> bool:
+def model_kind_of_file(path) -> str:
+    """'standin' (flag `standin` set), 'ict' (`model_name` names ICT) or 'bfm' (anything else in
+    the format: the user's Basel Face Model), read from the file's small fields only."""
+    path = Path(path)
     try:
-        m = scipy.io.loadmat(str(path), variable_names=["standin"])
-    except (ValueError, OSError, TypeError, IndexError, KeyError, NotImplementedError):
-        return False
-    return "standin" in m and bool(np.asarray(m["standin"]).reshape(-1)[0])
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                fields = {k: z[k] for k in ("standin", "model_name") if k in z.files}
+        else:
+            fields = scipy.io.loadmat(str(path), variable_names=["standin", "model_name"])
+    except (ValueError, OSError, TypeError, IndexError, KeyError, NotImplementedError, EOFError):
+        return "bfm"  # unreadable here: load_bfm reports the problem with the file's name
+    return _kind(fields)
+
+
+def _kind(fields: dict) -> str:
+    if "standin" in fields and bool(np.asarray(fields["standin"]).reshape(-1)[0]):
+        return "standin"
+    name = str(np.asarray(fields.get("model_name", "")).reshape(-1)[0]) if "model_name" in fields else ""
+    return "ict" if "ICT" in name else "bfm"
+
+
+def model_fingerprint(bfm: BFM) -> str:
+    """12 hex digits identifying a model's geometry (SHA-1 of the float32 mean shape and the
+    triangles): equal for the same model in .mat or .npz, different for any other model."""
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(bfm.meanshape, dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(bfm.tri, dtype=np.int32).tobytes())
+    return h.hexdigest()[:12]

@@ -124,14 +124,20 @@ def init_pose(pts3d, uv, weights=None):
     return angles, trans
 
 
-def _rotation_derivs(angles, eps=1e-6):
-    """dR/da_i (3, 3, 3) of the column-vector rotation R = rotation_matrix(a).T (central diff)."""
-    out = np.empty((3, 3, 3))
-    for i in range(3):
-        d = np.zeros(3)
-        d[i] = eps
-        out[i] = (bfm_mod.rotation_matrix(angles + d).T - bfm_mod.rotation_matrix(angles - d).T) / (2 * eps)
-    return out
+def _rotation_and_derivs(angles):
+    """R = Rz Ry Rx (the column-vector rotation, `rotation_matrix(a).T`) (3, 3) and its
+    analytic derivatives dR/da_i (3, 3, 3). Written out on scalars: this runs once per frame
+    and iteration, where numpy's per-call overhead on 3x3 arrays dominated the fit."""
+    cx, cy, cz = np.cos(angles)
+    sx, sy, sz = np.sin(angles)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    drx = np.array([[0, 0, 0], [0, -sx, -cx], [0, cx, -sx]])
+    dry = np.array([[-sy, 0, cy], [0, 0, 0], [-cy, 0, -sy]])
+    drz = np.array([[-sz, -cz, 0], [cz, -sz, 0], [0, 0, 0]])
+    rzy = rz @ ry
+    return rzy @ rx, np.stack([rzy @ drx, rz @ dry @ rx, drz @ ry @ rx])
 
 
 def _project_jac(q):
@@ -150,7 +156,7 @@ def _project_jac(q):
 def _residual_jac(lmk, uv_obs, w, id_c, ex_c, angles, trans, with_id, with_rest=True):
     """Weighted reprojection residuals (2K,) and the Jacobian w.r.t. [id?, ex, angles, trans]."""
     p = lmk.points(id_c, ex_c)
-    r_col = bfm_mod.rotation_matrix(angles).T
+    r_col, dr = _rotation_and_derivs(np.asarray(angles, np.float64))
     q = p @ r_col.T + trans
     uv, jq = _project_jac(q)
     sw = np.sqrt(w)[:, None]
@@ -160,30 +166,57 @@ def _residual_jac(lmk, uv_obs, w, id_c, ex_c, angles, trans, with_id, with_rest=
         blocks.append(np.einsum("kab,bc,kcn->kan", jq, r_col, lmk.id_base))
     if with_rest:
         blocks.append(np.einsum("kab,bc,kcn->kan", jq, r_col, lmk.ex_base))
-        dr = _rotation_derivs(angles)
         blocks.append(np.einsum("kab,ibc,kc->kai", jq, dr, p))
         blocks.append(jq)
     jac = np.concatenate(blocks, axis=2) * sw[:, :, None]
     return res, jac.reshape(len(p) * 2, -1)
 
 
-def _lm_solve(cost_fn, x0, prior, iters, rel_tol=1e-7):
+def _active(x, g, bounds):
+    """Variables held at a bound this step: at the bound with the descent direction outward."""
+    if bounds is None:
+        return None
+    lo, hi = bounds
+    act = ((x <= lo + 1e-12) & (g > 0)) | ((x >= hi - 1e-12) & (g < 0))
+    return act if act.any() else None
+
+
+def _hold(h, g, act):
+    """Normal equations with the active variables frozen (unit rows, zero gradient)."""
+    if act is None:
+        return h, g
+    h, g = h.copy(), g.copy()
+    h[act, :] = 0.0
+    h[:, act] = 0.0
+    h[act, act] = 1.0
+    g[act] = 0.0
+    return h, g
+
+
+def _project_bounds(x, bounds):
+    return x if bounds is None else np.clip(x, bounds[0], bounds[1])
+
+
+def _lm_solve(cost_fn, x0, prior, iters, rel_tol=1e-7, bounds=None):
     """Levenberg-Marquardt on |r(x)|^2 + sum(prior * x^2); cost_fn(x) -> (r, J).
 
+    bounds: None or (lo, hi) arrays like x (-inf / inf where free): a projected LM, variables
+    at a bound whose descent direction points outward are held for the step (active set).
     Stops after `iters` accepted steps, when no damping gives a lower cost, or when a step
     lowers the cost by less than rel_tol (relative).
     """
-    x = x0.copy()
+    x = _project_bounds(x0.copy(), bounds)
     r, j = cost_fn(x)
     cost = r @ r + prior @ (x * x)
     mu = 1e-3
     for _ in range(iters):
         h = j.T @ j + np.diag(prior)
         g = j.T @ r + prior * x
+        h, g = _hold(h, g, _active(x, g, bounds))
         gain = 0.0
         for _ in range(8):
             step = np.linalg.solve(h + mu * np.diag(np.diag(h) + 1e-9), -g)
-            xn = x + step
+            xn = _project_bounds(x + step, bounds)
             rn, jn = cost_fn(xn)
             cn = rn @ rn + prior @ (xn * xn)
             if np.isfinite(cn) and cn < cost:
@@ -214,6 +247,7 @@ def fit_geometry(bfm, landmarks, shared_id=True, cfg: FitConfig | None = None):
     frames = [(models[len(x)], x, _weights(len(x), cfg)) for x in lms]
     n_frames = len(frames)
     n_id, n_ex = bfm.idBase.shape[1], bfm.exBase.shape[1]
+    ex_bounds = expression_bounds(bfm)
     ids = np.zeros((n_frames, n_id))
     exs = np.zeros((n_frames, n_ex))
     poses = np.zeros((n_frames, 6))
@@ -224,14 +258,16 @@ def fit_geometry(bfm, landmarks, shared_id=True, cfg: FitConfig | None = None):
                              poses[i], np.zeros(6), cfg.iters)
 
     if shared_id:
-        ids[:], exs[:], poses[:] = _fit_clip(frames, ids[0], exs, poses, cfg)
+        ids[:], exs[:], poses[:] = _fit_clip(frames, ids[0], exs, poses, cfg, ex_bounds)
     else:
         prior_all = np.concatenate([np.full(n_id, cfg.lambda_id), np.full(n_ex, cfg.lambda_ex), np.zeros(6)])
         for i, (lmk, obs, w) in enumerate(frames):
             x0 = np.concatenate([ids[i], exs[i], poses[i]])
             x = _lm_solve(lambda x, lmk=lmk, obs=obs, w=w: _residual_jac(
                 lmk, obs, w, x[:n_id], x[n_id:n_id + n_ex], x[n_id + n_ex:n_id + n_ex + 3], x[n_id + n_ex + 3:], True),
-                x0, prior_all, cfg.iters)
+                x0, prior_all, cfg.iters, bounds=None if ex_bounds is None else (
+                    np.concatenate([np.full(n_id, -np.inf), ex_bounds[0], np.full(6, -np.inf)]),
+                    np.concatenate([np.full(n_id, np.inf), ex_bounds[1], np.full(6, np.inf)])))
             ids[i], exs[i], poses[i] = x[:n_id], x[n_id:n_id + n_ex], x[n_id + n_ex:]
     rms = np.array([np.sqrt(np.mean(((_project(lmk, ids[i], exs[i], poses[i]) - obs) ** 2).sum(1)))
                     for i, (lmk, obs, _) in enumerate(frames)])
@@ -249,12 +285,23 @@ def _project(lmk, id_c, ex_c, pose):
     return _project_jac(q)[0]
 
 
-def _fit_clip(frames, id0, exs0, poses0, cfg):
+def expression_bounds(bfm):
+    """(lo (64,), hi (64,)) valid expression coefficients, or None when unbounded (the BFM's
+    PCA coefficients). Blendshape models store `exBounds` (64, 2), e.g. [0, 1] for ICT's."""
+    b = bfm.extra.get("exBounds")
+    if b is None:
+        return None
+    b = np.asarray(b, np.float64).reshape(-1, 2)
+    return b[:, 0].copy(), b[:, 1].copy()
+
+
+def _fit_clip(frames, id0, exs0, poses0, cfg, ex_bounds=None):
     """Joint Levenberg-Marquardt over one shared identity and per-frame expression + pose.
 
     The normal equations have an arrow structure (identity coupled to every frame, frames not
     to each other); each step eliminates the per-frame blocks (Schur complement), so the cost
-    is linear in the number of frames.
+    is linear in the number of frames. ex_bounds: (lo, hi) expression bounds, kept by
+    projection with the active set held per frame (see `_lm_solve`).
     """
     n_frames = len(frames)
     n_id, n_ex = len(id0), exs0.shape[1]
@@ -262,6 +309,11 @@ def _fit_clip(frames, id0, exs0, poses0, cfg):
     prior_i = np.full(n_id, cfg.lambda_id)
     idc = id0.copy()
     qs = np.concatenate([exs0, poses0], axis=1)
+    q_bounds = None
+    if ex_bounds is not None:
+        q_bounds = (np.concatenate([ex_bounds[0], np.full(6, -np.inf)]),
+                    np.concatenate([ex_bounds[1], np.full(6, np.inf)]))
+        qs = _project_bounds(qs, q_bounds)
 
     def evaluate(idc, qs):
         out, cost = [], prior_i @ (idc * idc)
@@ -281,7 +333,16 @@ def _fit_clip(frames, id0, exs0, poses0, cfg):
         for t, (r, ji, jq) in enumerate(terms):
             h_ii += ji.T @ ji
             g_i += ji.T @ r
-            blocks.append((jq.T @ jq + np.diag(prior_q), ji.T @ jq, jq.T @ r + prior_q * qs[t]))
+            g_q = jq.T @ r + prior_q * qs[t]
+            act = _active(qs[t], g_q, q_bounds)
+            if act is not None:  # held variables: no step, no coupling to the identity
+                jq = jq.copy()
+                jq[:, act] = 0.0
+                g_q[act] = 0.0
+            h_qq = jq.T @ jq + np.diag(prior_q)
+            if act is not None:
+                h_qq[act, act] = 1.0
+            blocks.append((h_qq, ji.T @ jq, g_q))
         improved = False
         for _ in range(8):
             s_mat = h_ii + mu * np.diag(np.diag(h_ii) + 1e-9)
@@ -296,9 +357,10 @@ def _fit_clip(frames, id0, exs0, poses0, cfg):
                 solved.append((inv_iq, inv_g))
             d_id = np.linalg.solve(s_mat, rhs)
             d_q = np.stack([-inv_g - inv_iq @ d_id for inv_iq, inv_g in solved])
-            new_terms, new_cost = evaluate(idc + d_id, qs + d_q)
+            q_new = _project_bounds(qs + d_q, q_bounds)
+            new_terms, new_cost = evaluate(idc + d_id, q_new)
             if np.isfinite(new_cost) and new_cost < cost:
-                idc, qs, terms = idc + d_id, qs + d_q, new_terms
+                idc, qs, terms = idc + d_id, q_new, new_terms
                 converged = cost - new_cost < 1e-9 * cost
                 cost = new_cost
                 mu = max(mu / 3, 1e-7)

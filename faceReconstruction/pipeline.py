@@ -2,25 +2,37 @@
 
 Correspond to the original `demo.py` and `demo_render.py` of rwenqi/3Dfacedeblurring (same
 folder layout and file formats; the top-level scripts are thin CLIs around `demo_main` and
-`render_main`).
+`render_main`, and `run_coefficients` / `run_render` are the Python entry points).
+
+Model (both stages, `bfm.find_bfm`): `--bfm` when given, else the user's Basel Face Model
+(./faceReconstruction/BFM/BFM_model_front.mat or ./BFM/), else the shipped ICT Face Model
+(faceReconstruction/ICT/ict_face_model.npz). Each run logs one `3D face model: ...` line.
 
 demo.py (`run_coefficients`), per video `<input_path>/<video>/`:
   reads  blurry/NNNNN.png + face/NNNNN.txt (five `x y` rows), optionally face68/NNNNN.txt
-  writes <output_path>/<video>/face/NNNNN.txt, one row of 239 (or 257) coefficients.
+  writes <output_path>/<video>/face/NNNNN.txt, one row of 239 (or 257) coefficients;
+         <output_path>/<video>/face_model.json: which model and method made them (kind,
+         label, file, fingerprint; demo_render.py refuses another model);
+         <output_path>/<video>/face_albedo.npy: the clip's per-vertex albedo (N, 3) float32
+         RGB 0-255, for a model without texture (ICT; `albedo.py`).
   With `--type gt` the sharp frames are used: sharp/NNNNN.png + faceGT/NNNNN.txt (face/ when
-  there is no faceGT/; blurry and sharp frames are aligned pairs) -> <output>/<video>/faceGT/.
-  Coefficients come from the R-Net (`--rnet model.pb`) as in the original, or, without it,
-  from fitting the morphable model to landmarks and colours (`fit.py`).
+  there is no faceGT/; blurry and sharp frames are aligned pairs) -> <output>/<video>/faceGT/
+  (faceGT_model.json, faceGT_albedo.npy).
+  Coefficients come from the R-Net (`--rnet model.pb`: Basel Face Model coefficients) as in
+  the original, or, without it, from fitting the morphable model to landmarks and colours
+  (`fit.py`).
 demo_render.py (`run_render`), per coefficient file `<coeff_path>/<video>/face/NNNNN.txt`:
-  writes <coeff_path>/<video>/face_render/NNNNN.png (224x224 RGBA, binary alpha) and
-  <coeff_path>/<video>/render/NNNNN.png (the render restored into the frame, RGB, black
-  background), using the frame size and five points of <data_path>/<video>/{blurry,face}/.
-  (The original wrote face_render/ under dataset/<video>/; the datalist only names render/.)
+  writes <data_path>/<video>/face_render/NNNNN.png (224x224 RGBA, binary alpha; where the
+  original writes it) and <coeff_path>/<video>/render/NNNNN.png (the render restored into the
+  frame, RGB, black background), using the frame size and five points of
+  <data_path>/<video>/{blurry,face}/. An existing face_render/NNNNN.png is only restored.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -28,8 +40,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from preprocess.fileio import (InputError, read_coeff, read_image, read_points, write_coeff,
-                               write_image)
+from preprocess.fileio import (InputError, atomic_path, read_coeff, read_image, read_points, write_coeff,
+                               write_image, write_text)
 from preprocess.parallel import chunks, run_tasks
 
 from faceReconstruction import align
@@ -51,20 +63,78 @@ def _load_bfm_quiet(path: str):
 
 
 def resolve_model(bfm_path=None, lm3d_path=None, log=print):
-    """(model path, loaded BFM, (5, 3) alignment points); shouts when the model is a stand-in."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", bfm_mod.StandinWarning)
-        path, standin = bfm_mod.find_bfm(bfm_path)
-    if standin:
-        log(f"WARNING: {bfm_mod.STANDIN_MESSAGE} ({path}). Coefficients and renders are NOT "
-            "Basel Face Model ones; put BFM_model_front.mat in ./faceReconstruction/BFM/ or pass --bfm.")
+    """(model path, loaded model, (5, 3) alignment points); logs which model it is.
+
+    Order (`bfm.find_bfm`): --bfm, the user's BFM_model_front.mat, the shipped ICT Face Model.
+    """
+    path, kind = bfm_mod.find_bfm(bfm_path)
     model = _load_bfm_quiet(str(path))
+    if kind == "standin":
+        log(f"WARNING: {bfm_mod.STANDIN_MESSAGE} ({path}). Coefficients and renders are NOT those of a face "
+            "model (tests only); leave --bfm out for the shipped ICT Face Model.")
+    log(f"3D face model: {model.label}, {path}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         lm3d = align.find_lm3d(lm3d_path, path, model)
     for w in caught:
         log(f"WARNING: {w.message}")
     return path, model, lm3d
+
+
+# --------------------------------------------------------------------------------------------
+# Which model made the coefficients: <output>/<video>/face_model.json (faceGT_model.json)
+
+META_VERSION = 1
+RNET_KIND = "bfm"  # the R-Net regresses Basel Face Model coefficients
+
+
+def meta_path(video_out: Path, sub: str = "face") -> Path:
+    """`<output>/<video>/face_model.json` beside the `face/` folder (`faceGT_model.json` for gt)."""
+    return Path(video_out) / f"{sub}_model.json"
+
+
+def albedo_path(video_out: Path, sub: str = "face") -> Path:
+    """`<output>/<video>/face_albedo.npy`: per-vertex albedo (N, 3) float32 RGB 0-255 of the clip."""
+    return Path(video_out) / f"{sub}_albedo.npy"
+
+
+def model_record(model, path) -> dict:
+    return {"kind": model.kind, "label": model.label, "file": str(Path(path).resolve()),
+            "fingerprint": bfm_mod.model_fingerprint(model), "n_vertices": model.n_vertices}
+
+
+def write_meta(path: Path, record: dict) -> None:
+    write_text(path, json.dumps(record, indent=1) + "\n")
+
+
+def read_meta(path: Path):
+    """The metadata dict, or None when the file does not exist; InputError when unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+        meta["model"]["kind"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: cannot read the coefficients' model record ({e}); delete it or re-run "
+                         "demo.py") from None
+    return meta
+
+
+def check_model(meta, meta_file: Path, model, model_path) -> None:
+    """Refuse (InputError) coefficients made with another model than `model`."""
+    made = meta["model"]
+    fp = made.get("fingerprint")
+    if made["kind"] == model.kind and (fp is None or fp == bfm_mod.model_fingerprint(model)):
+        return
+    if made["kind"] == model.kind:
+        raise InputError(f"{meta_file}: these coefficients were made with another {model.label} file "
+                         f"({made.get('file')}, fingerprint {fp}) than this run's ({model_path}, fingerprint "
+                         f"{bfm_mod.model_fingerprint(model)}); give --bfm {made.get('file')}, or re-run demo.py")
+    hint = ("--bfm with the BFM_model_front.mat they were made with" if made["kind"] == "bfm"
+            else f"--bfm {made.get('file')}" if made["kind"] != "ict" else "no --bfm (the shipped ICT model)")
+    raise InputError(f"{meta_file}: these coefficients were made with {made.get('label', made['kind'])} "
+                     f"({made.get('file') or 'R-Net'}), but this run uses {model.label} ({model_path}); give "
+                     f"{hint}, or re-run demo.py with this model")
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,13 +221,6 @@ def _color_chunk(task):
     return [fit.fit_color(model, crop, *geom, n_sh=n_sh) for crop, geom in items]
 
 
-def _has_bfm() -> bool:
-    """Whether find_bfm would find a real model file (without generating a stand-in)."""
-    root = Path(__file__).resolve().parents[1]
-    return any((base / rel / bfm_mod.MODEL_NAME).is_file() for base in (Path.cwd(), root)
-               for rel in (Path("faceReconstruction") / "BFM", Path("BFM")))
-
-
 def convert_coeff(coeff, n_coeff: int) -> np.ndarray:
     """Convert (T, 239|257) coefficients to n_coeff: 27 RGB SH -> 9 mono (mean), or repeated."""
     c = np.asarray(coeff, np.float64)
@@ -172,13 +235,18 @@ def convert_coeff(coeff, n_coeff: int) -> np.ndarray:
 def run_coefficients(input_path="./dataset", output_path="./training_set", bfm=None, lm3d=None, rnet=None,
                      rnet_input="input_imgs:0", rnet_output="coeff:0", kind="in", jobs=1, smooth=None,
                      n_coeff=239, landmarks="auto", shared_id=True, overwrite=False, batch_size=16,
-                     log=print, progress=True) -> dict:
+                     log=print, progress=True, videos=None) -> dict:
     """Write `<output_path>/<video>/face|faceGT/NNNNN.txt` for every video of `input_path`.
 
+    bfm: model file (None: the user's BFM_model_front.mat, else the shipped ICT Face Model;
+    `bfm.find_bfm`). Beside the coefficient folder go `face_model.json` (which model and method
+    made them; `demo_render.py` checks it) and, for a model without texture (ICT), the clip's
+    albedo `face_albedo.npy` (N, 3) float32 (`albedo.py`; `faceGT_*` for kind 'gt').
     smooth: Gaussian sigma in frames over the clip (default 1 for fitting, 0 for the R-Net).
     landmarks: 'auto' (68 points from face68/ or dlib when they agree with the five points,
-    else the five), '68' (dlib required) or '5'. Videos whose outputs all exist are skipped
-    unless overwrite. Returns {video name: number of frames written}.
+    else the five), '68' (dlib required) or '5'. videos: names of the videos to do (default
+    all). Videos whose outputs all exist are skipped unless overwrite. Returns {video name:
+    number of frames written}. Bad input -> InputError naming the file.
     """
     if kind not in ("in", "gt"):
         raise ValueError("kind must be 'in' (blurry frames) or 'gt' (sharp frames)")
@@ -188,9 +256,15 @@ def run_coefficients(input_path="./dataset", output_path="./training_set", bfm=N
     if not input_path.is_dir():
         raise InputError(f"{input_path}: input dataset folder not found")
     sub = "face" if kind == "in" else "faceGT"
-    videos = sorted(d for d in input_path.iterdir()
-                    if d.is_dir() and ((d / "face").is_dir() or (kind == "gt" and (d / "faceGT").is_dir())))
-    if not videos:
+    folders = sorted(d for d in input_path.iterdir()
+                     if d.is_dir() and ((d / "face").is_dir() or (kind == "gt" and (d / "faceGT").is_dir())))
+    if videos is not None:
+        wanted = set(videos)
+        missing = wanted - {d.name for d in folders}
+        if missing:
+            raise InputError(f"{input_path}: no <video>/face/ folder for {sorted(missing)}")
+        folders = [d for d in folders if d.name in wanted]
+    if not folders:
         raise InputError(f"{input_path}: no <video>/face/ folder inside (expected "
                          f"{input_path}/<video>/face/00001.txt and <video>/blurry/00001.png)")
     net = None
@@ -199,30 +273,31 @@ def run_coefficients(input_path="./dataset", output_path="./training_set", bfm=N
 
         net = RNet(rnet, rnet_input, rnet_output, batch_size=batch_size)
     try:
-        return _coefficients(input_path, output_path, videos, sub, bfm, lm3d, net, kind, jobs, smooth, n_coeff,
-                             landmarks, shared_id, overwrite, log, progress)
+        return _coefficients(input_path, output_path, folders, sub, bfm, lm3d, net, rnet, kind, jobs, smooth,
+                             n_coeff, landmarks, shared_id, overwrite, log, progress)
     finally:
         if net is not None:
             net.close()
 
 
-def _coefficients(input_path, output_path, videos, sub, bfm, lm3d, net, kind, jobs, smooth, n_coeff, landmarks,
-                  shared_id, overwrite, log, progress):
-    if net is not None and lm3d is None and bfm is None and not _has_bfm():
-        raise InputError("the R-Net needs the 3D alignment points of the crops it was trained on: give "
-                         "--lm3d similarity_Lm3D_all.mat (Deep3DFaceReconstruction BFM/ folder) or put it "
-                         "next to ./faceReconstruction/BFM/BFM_model_front.mat")
+def _coefficients(input_path, output_path, videos, sub, bfm, lm3d, net, rnet, kind, jobs, smooth, n_coeff,
+                  landmarks, shared_id, overwrite, log, progress):
     if net is not None and lm3d is not None:
         bfm_path = model = None  # the R-Net path needs the alignment points only
         lm3d_pts = align.load_lm3d(lm3d)
     else:
+        # Without --lm3d the R-Net crops use the points beside the user's BFM or those the
+        # shipped ICT model stores (the same similarity_Lm3D_all.mat numbers).
         bfm_path, model, lm3d_pts = resolve_model(bfm, lm3d, log)
+    if net is not None:
+        log(f"coefficients: R-Net {rnet} (Basel Face Model coefficients; render them with the BFM)")
     if smooth is None:
         smooth = 0.0 if net is not None else 1.0
     done = {}
     for video in videos:
         frames = _video_frames(video, kind)
-        out_dir = output_path / video.name / sub
+        out_video = output_path / video.name
+        out_dir = out_video / sub
         outs = [out_dir / f"{stem}.txt" for stem, *_ in frames]
         if not overwrite and all(p.is_file() for p in outs):
             log(f"{video.name}: all {len(outs)} coefficient files exist, skipped")
@@ -235,23 +310,43 @@ def _coefficients(input_path, output_path, videos, sub, bfm, lm3d, net, kind, jo
                                              jobs=jobs, desc=f"{video.name} align", unit="frame",
                                              weights=lambda t: len(t[0]), disable_bar=not progress)
                     for x in part]
+        albedo, info = None, {}
         if net is not None:
             coeff = convert_coeff(net(np.stack([p["crop"] for p in prepared])), n_coeff)
             if smooth > 0:
                 from faceReconstruction.fit import smooth_coeffs
 
                 coeff = smooth_coeffs(coeff, smooth)
+            record = {"kind": RNET_KIND, "label": "Basel Face Model coefficients regressed by the R-Net",
+                      "file": None, "fingerprint": None}
+            info["method"] = f"R-Net {Path(rnet).resolve()}"
         else:
-            coeff = _fit_video(bfm_path, model, prepared, n_coeff, smooth, shared_id, jobs, video.name, log, progress)
+            coeff, albedo, info = _fit_video(bfm_path, model, prepared, n_coeff, smooth, shared_id, jobs, video.name,
+                                             log, progress)
+            record = model_record(model, bfm_path)
         if not np.all(np.isfinite(coeff)):
             raise InputError(f"{video}: the coefficients came out non-finite (bad landmarks?)")
         for path, c in zip(outs, coeff):
             write_coeff(path, c)
+        a_path = albedo_path(out_video, sub)
+        if albedo is not None:
+            with atomic_path(a_path) as tmp:
+                np.save(tmp, albedo.astype(np.float32))
+        elif a_path.is_file():
+            a_path.unlink()  # a stale albedo of another model must not colour these coefficients
+        write_meta(meta_path(out_video, sub), {
+            "version": META_VERSION, "tool": "demo.py", "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "model": record, "frames": len(outs), "coefficients": n_coeff,
+            "source": str(video / ("blurry" if kind == "in" else "sharp")),
+            "albedo": a_path.name if albedo is not None else None, **info})
+        log(f"{video.name}: {len(outs)} coefficient files by {record['label']}"
+            + (f", albedo {a_path.name}" if albedo is not None else ""))
         done[video.name] = len(outs)
     return done
 
 
 def _fit_video(bfm_path, model, prepared, n_coeff, smooth, shared_id, jobs, name, log, progress):
+    """Fit one clip: (coefficients (T, n_coeff), per-vertex albedo (N, 3) or None, info dict)."""
     from faceReconstruction import fit
 
     geom = fit.fit_geometry(model, [p["uv"] for p in prepared], shared_id=shared_id)
@@ -261,8 +356,18 @@ def _fit_video(bfm_path, model, prepared, n_coeff, smooth, shared_id, jobs, name
     parts = np.concatenate([geom["ex"], geom["angles"], geom["trans"]], axis=1)
     parts = fit.smooth_coeffs(parts, smooth)
     ex, angles, trans = parts[:, :64], parts[:, 64:67], parts[:, 67:70]
+    bounds = model.extra.get("exBounds")
+    if bounds is not None:  # smoothing keeps weights inside their range; make it exact
+        ex = np.clip(ex, bounds[:, 0], bounds[:, 1])
     ids = geom["id"] if shared_id else fit.smooth_coeffs(geom["id"], smooth)
     n_sh = 9 if n_coeff == 239 else 27
+    info = {"method": f"fit to {'dlib 68 points' if n68 else 'five points'} ({n68} of {len(prepared)} frames "
+                      f"with 68), {'one identity per clip' if shared_id else 'identity per frame'}, "
+                      f"temporal sigma {smooth} frames",
+            "landmark_rms_px": round(float(np.median(geom["rms"])), 3)}
+    if not model.has_texture:
+        coeff, alb, extra = _albedo_video(model, prepared, ids, ex, angles, trans, n_sh, smooth, name, log)
+        return coeff, alb, {**info, **extra}
     items = [(p["crop"], (ids[i], ex[i], angles[i], trans[i])) for i, p in enumerate(prepared)]
     colors = [x for part in run_tasks(_color_chunk, [(str(bfm_path), c, n_sh) for c in chunks(items, CHUNK)],
                                       jobs=jobs, desc=f"{name} colour", unit="frame", weights=lambda t: len(t[1]),
@@ -276,17 +381,46 @@ def _fit_video(bfm_path, model, prepared, n_coeff, smooth, shared_id, jobs, name
         raise InputError(f"{name}: no frame of this video shows the fitted face inside its crop")
     tex[bad], gamma[bad] = tex[~bad].mean(0), gamma[~bad].mean(0)
     tex, gamma = fit.smooth_coeffs(tex, smooth), fit.smooth_coeffs(gamma, smooth)
-    return fit.assemble(ids, ex, tex, angles, gamma, trans)
+    return fit.assemble(ids, ex, tex, angles, gamma, trans), None, info
+
+
+def _albedo_video(model, prepared, ids, ex, angles, trans, n_sh, smooth, name, log):
+    """Coefficients (texture zeros) and the clip's albedo for a model without texture."""
+    from faceReconstruction import albedo as albedo_mod
+    from faceReconstruction import fit
+
+    obs = [albedo_mod.frame_observations(model, p["crop"], ids[i], ex[i], angles[i], trans[i])
+           for i, p in enumerate(prepared)]
+    if all(len(o["idx"]) < 20 for o in obs):
+        raise InputError(f"{name}: no frame of this video shows the fitted face inside its crop")
+    sharp = [albedo_mod.sharpness(p["crop"], o["uv"][o["idx"]]) for p, o in zip(prepared, obs)]
+    alb, gamma, used = albedo_mod.estimate_albedo(model, obs, n_sh=n_sh, sharp=sharp)
+    gamma = fit.smooth_coeffs(gamma, smooth)
+    tex = np.zeros((len(prepared), model.texBase.shape[1]))
+    if used.any():
+        log(f"{name}: albedo from the {int(used.sum())} sharpest of {len(prepared)} frames")
+    else:
+        log(f"{name}: one frame: mean skin albedo (an albedo from the frame itself would copy its blur)")
+    return fit.assemble(ids, ex, tex, angles, gamma, trans), (alb if used.any() else None), {
+        "albedo_frames": [p["stem"] for p, u in zip(prepared, used) if u]}
 
 
 # --------------------------------------------------------------------------------------------
 # demo_render.py: renders
 
 
-def _render_chunk(task):
+def render_frame(model, coeff, albedo=None) -> np.ndarray:
+    """One 224x224 RGBA render (uint8, binary alpha) of coefficients (239|257,) with a model,
+    coloured by `albedo` (N, 3) when given (a model without texture), else by its texture."""
     from faceReconstruction.render import render_rgba
 
-    bfm_path, items, lm3d, fix_small, overwrite = task
+    rec = bfm_mod.reconstruct(model, coeff, albedo=albedo)
+    return render_rgba(rec["vertices_cam"], model.tri, rec["colors"])
+
+
+def _render_chunk(task):
+    bfm_path, items, lm3d, fix_small, overwrite, albedo_file = task
+    albedo = None if albedo_file is None else np.load(albedo_file)
     written = 0
     for coeff_path, face_render_path, render_path, img_path, lm_path in items:
         if not overwrite and render_path.is_file() and face_render_path.is_file():
@@ -296,10 +430,7 @@ def _render_chunk(task):
             if rgba.shape != (224, 224, 4):
                 raise InputError(f"{face_render_path}: expected a 224x224 render, got {rgba.shape[1]}x{rgba.shape[0]}")
         else:
-            coeff = read_coeff(coeff_path)
-            model = _load_bfm_quiet(bfm_path)
-            rec = bfm_mod.reconstruct(model, coeff)
-            rgba = render_rgba(rec["vertices_cam"], model.tri, rec["colors"])
+            rgba = render_frame(_load_bfm_quiet(bfm_path), read_coeff(coeff_path), albedo)
             write_image(face_render_path, rgba)
         size = _frame_size(img_path)
         pts5 = read_points(lm_path)
@@ -308,31 +439,66 @@ def _render_chunk(task):
     return written
 
 
-def run_render(coeff_path="./training_set", data_path="./dataset", bfm=None, lm3d=None, jobs=1,
-               restore="fixed", overwrite=False, log=print, progress=True) -> dict:
-    """Write face_render/ and render/ for every `<coeff_path>/<video>/face/NNNNN.txt`.
+def _clip_albedo(video: Path, model, meta, log):
+    """Path of the clip's albedo file to render with, or None (model texture / mean skin)."""
+    path = albedo_path(video)
+    if model.has_texture or meta is None or not meta.get("albedo") or not path.is_file():
+        if not model.has_texture:
+            log(f"{video.name}: no clip albedo ({path.name}): mean skin albedo of the model")
+        return None
+    try:
+        alb = np.load(path)
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{path}: cannot read the clip's albedo ({e}); re-run demo.py") from None
+    if alb.shape != (model.n_vertices, 3) or not np.all(np.isfinite(alb)):
+        raise InputError(f"{path}: albedo of shape {alb.shape}, expected ({model.n_vertices}, 3) finite values "
+                         "for this model; re-run demo.py")
+    return str(path)
 
+
+def run_render(coeff_path="./training_set", data_path="./dataset", bfm=None, lm3d=None, jobs=1,
+               restore="fixed", overwrite=False, log=print, progress=True, videos=None) -> dict:
+    """Write the renders of every `<coeff_path>/<video>/face/NNNNN.txt`:
+    `<data_path>/<video>/face_render/NNNNN.png` (224x224 RGBA, where the original writes them)
+    and `<coeff_path>/<video>/render/NNNNN.png` (restored into the frame, the datalist's column).
+
+    The model is chosen as in demo.py (`bfm.find_bfm`) and must be the one that made the
+    coefficients (`face_model.json`; otherwise InputError). Colour: the clip's albedo
+    (`face_albedo.npy`) for a model without texture, else the texture coefficients.
     restore: 'fixed' (default; renders land on the face also when the scaled frame is at most
     224 pixels wide or high) or 'original' (the original's behaviour in that case). Finished
     outputs are skipped and an existing face_render/NNNNN.png is reused (only restored) unless
-    overwrite. Returns {video name: number of frames rendered or restored}.
+    overwrite, so renders made elsewhere restore bit-exactly. videos: names to do (default all).
+    Returns {video name: number of frames rendered or restored}.
     """
     if restore not in ("fixed", "original"):
         raise ValueError("restore must be 'fixed' or 'original'")
     coeff_path, data_path = Path(coeff_path), Path(data_path)
     if not coeff_path.is_dir():
         raise InputError(f"{coeff_path}: coefficient folder not found")
-    videos = sorted(d for d in coeff_path.iterdir() if d.is_dir() and (d / "face").is_dir())
-    if not videos:
+    folders = sorted(d for d in coeff_path.iterdir() if d.is_dir() and (d / "face").is_dir())
+    if videos is not None:
+        folders = [d for d in folders if d.name in set(videos)]
+    if not folders:
         raise InputError(f"{coeff_path}: no <video>/face/ folder of coefficient files inside")
     bfm_path, model, lm3d_pts = resolve_model(bfm, lm3d, log)
+    # Check every clip before writing anything: a mismatch is refused as a whole.
+    metas = {}
+    for video in folders:
+        meta = read_meta(meta_path(video))
+        if meta is not None:
+            check_model(meta, meta_path(video), model, bfm_path)
+        else:
+            log(f"{video.name}: no {meta_path(video).name} (coefficients from another tool): assuming they "
+                f"belong to {model.label}")
+        metas[video.name] = meta
     done = {}
-    for video in videos:
+    for video in folders:
         files = sorted(p for p in (video / "face").glob("*.txt") if not p.name.startswith("."))
         data = data_path / video.name
         items = []
         for f in files:
-            item = (f, video / "face_render" / f"{f.stem}.png", video / "render" / f"{f.stem}.png",
+            item = (f, data / "face_render" / f"{f.stem}.png", video / "render" / f"{f.stem}.png",
                     data / "blurry" / f"{f.stem}.png", data / "face" / f"{f.stem}.txt")
             if not overwrite and item[1].is_file() and item[2].is_file():
                 continue
@@ -343,10 +509,20 @@ def run_render(coeff_path="./training_set", data_path="./dataset", bfm=None, lm3
         if not items:
             log(f"{video.name}: all {len(files)} renders exist, skipped")
             continue
-        tasks = [(str(bfm_path), c, lm3d_pts, restore == "fixed", overwrite) for c in chunks(items, CHUNK)]
+        albedo_file = _clip_albedo(video, model, metas[video.name], log)
+        tasks = [(str(bfm_path), c, lm3d_pts, restore == "fixed", overwrite, albedo_file)
+                 for c in chunks(items, CHUNK)]
         n = run_tasks(_render_chunk, tasks, jobs=jobs, desc=f"{video.name} render", unit="frame",
                       weights=lambda t: len(t[1]), disable_bar=not progress)
         done[video.name] = int(sum(n))
+        meta = metas[video.name] or {"version": META_VERSION, "model": model_record(model, bfm_path)}
+        meta["render"] = {"tool": "demo_render.py", "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+                          "model": model_record(model, bfm_path), "face_render": str(data / "face_render"),
+                          "albedo": Path(albedo_file).name if albedo_file else "model texture" if model.has_texture
+                          else "mean skin albedo", "restore": restore}
+        write_meta(meta_path(video), meta)
+        log(f"{video.name}: {done[video.name]} renders by {model.label} -> {data / 'face_render'}, "
+            f"{video / 'render'}")
     return done
 
 
@@ -370,10 +546,12 @@ def demo_parser():
     ap.add_argument("--type", default="in", choices=("in", "gt"), dest="kind",
                     help="in: blurry frames -> face/ (default); gt: sharp frames (landmarks from faceGT/, "
                          "else face/) -> faceGT/")
-    ap.add_argument("--bfm", default=None, help="BFM_model_front.mat (default: ./faceReconstruction/BFM/ or ./BFM/; "
-                                                "a STAND-IN model with a warning when absent)")
-    ap.add_argument("--lm3d", default=None, help="similarity_Lm3D_all.mat (default: next to the BFM file, "
-                                                 "else the model's 68 keypoints with a warning)")
+    ap.add_argument("--bfm", default=None, help="morphable model file (default: BFM_model_front.mat in "
+                                                "./faceReconstruction/BFM/ or ./BFM/, else the shipped ICT Face Model "
+                                                "faceReconstruction/ICT/ict_face_model.npz)")
+    ap.add_argument("--lm3d", default=None, help="similarity_Lm3D_all.mat (default: next to the BFM file, else "
+                                                 "the points stored in the model file (ICT), else the model's 68 "
+                                                 "keypoints with a warning)")
     ap.add_argument("--rnet", default=None, help="R-Net frozen graph .pb (e.g. faceReconstruction/network/"
                                                  "model_deblurfinetune_iter40000.pb); without it: fitting")
     ap.add_argument("--rnet_input", default="input_imgs:0", help="input tensor of the graph (default input_imgs:0)")
@@ -411,11 +589,13 @@ def demo_main(argv=None) -> int:
 def render_parser():
     ap = argparse.ArgumentParser(
         prog="demo_render.py",
-        description="Render the coefficients of <coeff_path>/<video>/face/NNNNN.txt: 224x224 RGBA -> "
-                    "<coeff_path>/<video>/face_render/, restored into the frame -> <coeff_path>/<video>/render/.")
+        description="Render the coefficients of <coeff_path>/<video>/face/NNNNN.txt with the model that made "
+                    "them: 224x224 RGBA -> <data_path>/<video>/face_render/ (an existing render there is only "
+                    "restored), restored into the frame -> <coeff_path>/<video>/render/.")
     ap.add_argument("--coeff_path", default="./training_set", help="folder with <video>/face/*.txt (default ./training_set)")
     ap.add_argument("--data_path", default="./dataset", help="folder with <video>/blurry/ and face/ (default ./dataset)")
-    ap.add_argument("--bfm", default=None, help="BFM_model_front.mat (default as demo.py)")
+    ap.add_argument("--bfm", default=None, help="morphable model file (default as demo.py; must be the model "
+                                                "that made the coefficients, see <video>/face_model.json)")
     ap.add_argument("--lm3d", default=None, help="similarity_Lm3D_all.mat (default as demo.py)")
     ap.add_argument("--restore", default="fixed", choices=("fixed", "original"),
                     help="fixed (default): renders land on the face also for frames at most 224 px wide/high "

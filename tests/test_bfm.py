@@ -1,8 +1,8 @@
 """faceReconstruction.bfm: model loading (1-based -> 0-based), coefficient split, shape, normals,
-rotation, projection (the done-when formula), SH lighting, stand-in model and find_bfm."""
+rotation, projection (the done-when formula), SH lighting, stand-in model, find_bfm (model choice),
+model kinds and fingerprints."""
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -223,28 +223,52 @@ def test_standin_five_points_match_bfm_mean_face(standin, bfm_index):
     assert np.max(np.abs(five(kp)[:, 2] - five(lm)[:, 2])) < 0.15
 
 
-def test_find_bfm_explicit_and_standin_cache(tmp_path, monkeypatch):
+def _no_user_bfm(base):
+    return not any((b / rel / B.MODEL_NAME).is_file() for b in (base, B.Path(B.__file__).resolve().parents[1])
+                   for rel in (B.Path("faceReconstruction") / "BFM", B.Path("BFM")))
+
+
+def test_find_bfm_order_user_bfm_then_shipped_ict_never_standin(tmp_path, monkeypatch):
+    """--bfm, then the user's BFM_model_front.mat, then the shipped ICT model; no stand-in."""
     with pytest.raises(InputError, match="not found"):
         B.find_bfm(tmp_path / "nope.mat")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FACEDEBLUR_STANDIN_DIR", str(tmp_path / "cache"))
-    root_models = [p for p in (B.Path(B.__file__).resolve().parents[1] / "faceReconstruction" / "BFM" / B.MODEL_NAME,
-                               B.Path(B.__file__).resolve().parents[1] / "BFM" / B.MODEL_NAME) if p.is_file()]
-    if root_models:
-        pytest.skip(f"a real model is installed at {root_models[0]}; find_bfm would return it")
-    with pytest.warns(B.StandinWarning, match="STAND-IN"):
-        path, is_standin = B.find_bfm(None)
-    assert is_standin and path.is_file() and path.parent == tmp_path / "cache"
-    assert (tmp_path / "cache" / ".gitignore").read_text() == "*\n"
-    mtime = os.stat(path).st_mtime_ns
-    with pytest.warns(B.StandinWarning):
-        path2, _ = B.find_bfm(None)
-    assert path2 == path and os.stat(path).st_mtime_ns == mtime  # reused, not regenerated
-    # A real model in ./BFM wins over the stand-in.
+    if not _no_user_bfm(tmp_path):
+        pytest.skip("a BFM_model_front.mat is installed in the project; find_bfm would return it")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no StandinWarning, nothing generated
+        path, kind = B.find_bfm(None)
+    assert path == B.SHIPPED_MODEL and kind == "ict"
+    # A user's BFM in ./BFM wins over the shipped model.
     (tmp_path / "BFM").mkdir()
     _write_tiny_model(tmp_path / "BFM" / B.MODEL_NAME, 0)
-    path3, is_standin3 = B.find_bfm(None)
-    assert not is_standin3 and path3.resolve() == (tmp_path / "BFM" / B.MODEL_NAME).resolve()
+    path, kind = B.find_bfm(None)
+    assert path.resolve() == (tmp_path / "BFM" / B.MODEL_NAME).resolve() and kind == "bfm"
+    # An explicit --bfm wins over both; its kind is read from the file.
+    standin = B.write_standin_bfm(tmp_path / "s.mat", n_vertices=200)
+    assert B.find_bfm(standin) == (standin, "standin")
+    assert B.find_bfm(B.SHIPPED_MODEL) == (B.SHIPPED_MODEL, "ict")
+
+
+def test_find_bfm_without_any_model_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if not _no_user_bfm(tmp_path):
+        pytest.skip("a BFM_model_front.mat is installed in the project")
+    monkeypatch.setattr(B, "SHIPPED_MODEL", tmp_path / "gone" / "ict_face_model.npz")
+    with pytest.raises(InputError, match="ict_face_model.npz is missing.*--bfm"):
+        B.find_bfm(None)
+
+
+def test_model_kind_label_and_fingerprint(tmp_path):
+    tiny = tmp_path / "m.mat"
+    _write_tiny_model(tiny, 0)
+    m = B.load_bfm(tiny)
+    assert m.kind == "bfm" and m.label.startswith("Basel Face Model") and m.has_texture is False
+    fp = B.model_fingerprint(m)
+    assert len(fp) == 12 and fp == B.model_fingerprint(B.load_bfm(tiny))
+    moved = B.load_bfm(tiny)
+    moved.meanshape = moved.meanshape + 1e-3
+    assert B.model_fingerprint(moved) != fp
 
 
 def test_vertex_normals_equal_the_original_gather(standin):
@@ -278,23 +302,3 @@ def test_standin_on_real_bfm_topology(tmp_path, bfm_index):
     assert flipped < 1e-3  # a proper (almost fold-free) face surface
     lm = B.reconstruct(m, np.zeros(239))["landmarks68_uv"]
     assert lm[36:42, 0].mean() < lm[30, 0] < lm[42:48, 0].mean() and lm[30, 1] < lm[51, 1] < lm[8, 1]
-
-
-def test_find_bfm_standin_falls_back_when_cache_not_writable(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FACEDEBLUR_STANDIN_DIR", str(tmp_path / "readonly"))
-    monkeypatch.setattr(B.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
-    if any((base / rel / B.MODEL_NAME).is_file() for base in (tmp_path, B.Path(B.__file__).resolve().parents[1])
-           for rel in (B.Path("faceReconstruction") / "BFM", B.Path("BFM"))):
-        pytest.skip("a real model is installed; find_bfm would return it")
-    real_write = B.write_standin_bfm
-
-    def write(path, **kw):
-        if "readonly" in str(path):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_write(path, n_vertices=300)
-
-    monkeypatch.setattr(B, "write_standin_bfm", write)
-    with pytest.warns(B.StandinWarning):
-        path, is_standin = B.find_bfm(None)
-    assert is_standin and path.is_file() and (tmp_path / "tmp") in path.parents

@@ -1,12 +1,14 @@
 """demo.py / demo_render.py (faceReconstruction/pipeline.py, rnet.py) on real frames.
 
-Uses ../shared/data/vd001 (blurry frames + the original five points) and a STAND-IN morphable
-model (the licensed BFM is not available to tests). The R-Net path runs on a tiny frozen graph
+Uses ../shared/data/vd001 (blurry frames + the original five points), the shipped ICT Face
+Model (what a new user gets) and, where a tiny model is enough, a STAND-IN model passed
+explicitly (the licensed BFM is not available to tests). The R-Net path runs on a tiny frozen graph
 built here with the authors' tensor names (`input_imgs:0` -> `coeff:0`): a fixed linear map of
 the per-channel means of its input, so the expected output is known exactly.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +22,7 @@ from PIL import Image
 
 from faceReconstruction import align, pipeline
 from faceReconstruction.bfm import StandinWarning, write_standin_bfm
-from preprocess.fileio import read_coeff, read_image, read_points
+from preprocess.fileio import InputError, read_coeff, read_image, read_points
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +79,6 @@ def test_rnet_runs_a_frozen_graph_in_batches_with_bgr_input(tmp_path):
 
 def test_rnet_errors(tmp_path):
     from faceReconstruction.rnet import RNet
-    from preprocess.fileio import InputError
 
     with pytest.raises(InputError, match="not found"):
         RNet(tmp_path / "missing.pb")
@@ -120,12 +121,16 @@ def _run(script, *args, cwd, env_extra=None):
 
 def test_end_to_end_on_vd001(tmp_path, vd001):
     """demo.py then demo_render.py with their defaults (./dataset -> ./training_set), fitting
-    path, stand-in model found by find_bfm: every file the datalist names exists."""
+    path, the model a new user gets (the shipped ICT model): every file the datalist names
+    exists, the renders go where the original puts them, and each run says which model."""
+    if pipeline.bfm_mod.find_bfm(None)[1] != "ict":
+        pytest.skip("a BFM_model_front.mat is installed: the defaults would use it")
     _dataset(tmp_path, vd001)
-    env = {"FACEDEBLUR_STANDIN_DIR": str(tmp_path / "standin")}
+    env = {}
     r = _run("demo.py", cwd=tmp_path, env_extra=env)
     assert r.returncode == 0, r.stderr
-    assert "STAND-IN" in r.stderr
+    assert "STAND-IN" not in r.stderr
+    assert "3D face model: ICT Face Model" in r.stderr
     assert "25 frames with 68 points" in r.stderr  # dlib points on the blurry frames agree
     names = sorted(p.stem for p in (vd001 / "face").glob("*.txt"))
     assert len(names) == 25
@@ -134,12 +139,22 @@ def test_end_to_end_on_vd001(tmp_path, vd001):
     assert coeffs.shape == (25, 239) and np.all(np.isfinite(coeffs))
     assert np.all(coeffs[:, :80] == coeffs[0, :80])  # one identity for the clip
     assert np.degrees(np.abs(coeffs[:, 224:227])).max() < 45  # a talking head, no flips
+    assert np.all(coeffs[:, 144:224] == 0)  # no texture model: the colour is the clip's albedo
+    ex = coeffs[:, 80:144]
+    assert ex.min() >= 0 and ex.max() <= 1 and np.all(ex[:, 53:] == 0)  # blendshape weights, 53 used
+    meta = json.loads((ts / "face_model.json").read_text())
+    assert meta["model"]["kind"] == "ict" and meta["albedo"] == "face_albedo.npy" and meta["frames"] == 25
+    assert "dlib 68 points" in meta["method"] and len(meta["albedo_frames"]) == 9  # the sharpest third
+    assert np.load(ts / "face_albedo.npy").shape == (pipeline._load_bfm_quiet(meta["model"]["file"]).n_vertices, 3)
 
     r = _run("demo_render.py", "--jobs", "2", cwd=tmp_path, env_extra=env)
     assert r.returncode == 0, r.stderr
+    assert "3D face model: ICT Face Model" in r.stderr and "STAND-IN" not in r.stderr
+    assert not (ts / "face_render").exists()  # the 224 renders go to dataset/<video>/face_render/
+    assert json.loads((ts / "face_model.json").read_text())["render"]["albedo"] == "face_albedo.npy"
     w0, h0 = Image.open(vd001 / "blurry" / "00001.png").size
     for n in names:
-        fr = read_image(ts / "face_render" / f"{n}.png", "RGBA")
+        fr = read_image(tmp_path / "dataset" / "vd001" / "face_render" / f"{n}.png", "RGBA")
         assert fr.shape == (224, 224, 4)
         assert set(np.unique(fr[..., 3])) == {0, 255}
         assert np.all(fr[fr[..., 3] == 0, :3] == 0)
@@ -157,7 +172,7 @@ def test_end_to_end_on_vd001(tmp_path, vd001):
     target = ts / "render" / "00003.png"
     before = target.read_bytes()
     target.unlink()
-    fr_path = ts / "face_render" / "00003.png"
+    fr_path = tmp_path / "dataset" / "vd001" / "face_render" / "00003.png"
     stamp = fr_path.stat().st_mtime_ns
     r = _run("demo_render.py", cwd=tmp_path, env_extra=env)
     assert r.returncode == 0, r.stderr
@@ -168,25 +183,66 @@ def test_end_to_end_on_vd001(tmp_path, vd001):
     assert r.returncode == 0 and "skipped" in r.stderr
 
 
-def test_existing_face_render_is_only_restored(tmp_path, vd001, bfm_index, standin):
-    """Renders made elsewhere (here: the authors' originals) are restored, not re-rendered."""
-    data = _dataset(tmp_path, vd001, n=2)
+def _original_restore(render, size, pts5, lm3d):
+    """A restatement of the original `Restore` (preprocess_img.py of rwenqi/3Dfacedeblurring)
+    for scaled frames larger than 224: POS scale, zero padding to the scaled size, bilinear
+    resize to the frame, inverse shift (PIL nearest affine)."""
+    w0, h0 = size
+    t, s = align.pos(pts5, lm3d, h0)
+    w, h = (np.array([w0, h0]) / s * 102).astype(np.int32)
+    pw, ph = (w - 224) // 2, (h - 224) // 2
+    pad = ((int(ph), int(h - 224 - ph)), (int(pw), int(w - 224 - pw)), (0, 0))
+    im = Image.fromarray(np.pad(np.asarray(render)[..., :3], pad)).resize((w0, h0), Image.BILINEAR)
+    return np.asarray(im.transform((w0, h0), Image.AFFINE, (1, 0, w0 / 2 - t[0], 0, 1, t[1] - h0 / 2)))
+
+
+def test_original_face_render_restores_bit_exactly(tmp_path, vd001, bfm_index):
+    """The authors' 224 renders copied into dataset/<video>/face_render/ (where the original
+    writes them): demo_render.py only restores them, equal to the original's Restore."""
+    data = _dataset(tmp_path, vd001, n=3)
     ts = tmp_path / "training_set" / "vd001"
     (ts / "face").mkdir(parents=True)
-    (ts / "face_render").mkdir()
-    for n in ("00001", "00002"):
+    shutil.copytree(vd001 / "face_render", data / "vd001" / "face_render")
+    for n in ("00001", "00002", "00003"):
         (ts / "face" / f"{n}.txt").write_text(" ".join(["0"] * 239) + "\n")
-        shutil.copy(vd001 / "face_render" / f"{n}.png", ts / "face_render" / f"{n}.png")
+    stamps = {p.name: p.stat().st_mtime_ns for p in (data / "vd001" / "face_render").iterdir()}
     lm3d = bfm_index / "similarity_Lm3D_all.mat"
-    done = pipeline.run_render(tmp_path / "training_set", data, bfm=standin, lm3d=lm3d, log=lambda m: None,
-                               progress=False)
-    assert done == {"vd001": 2}
-    for n in ("00001", "00002"):
-        assert (ts / "face_render" / f"{n}.png").read_bytes() == (vd001 / "face_render" / f"{n}.png").read_bytes()
-        expected = align.restore(read_image(vd001 / "face_render" / f"{n}.png"),
-                                 Image.open(vd001 / "blurry" / f"{n}.png").size,
-                                 read_points(vd001 / "face" / f"{n}.txt"), align.load_lm3d(lm3d))
+    r = _run("demo_render.py", "--coeff_path", tmp_path / "training_set", "--data_path", data, "--lm3d", lm3d,
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for n in ("00001", "00002", "00003"):
+        fr = data / "vd001" / "face_render" / f"{n}.png"
+        assert fr.read_bytes() == (vd001 / "face_render" / f"{n}.png").read_bytes()
+        assert fr.stat().st_mtime_ns == stamps[fr.name]
+        expected = _original_restore(read_image(vd001 / "face_render" / f"{n}.png"),
+                                     Image.open(vd001 / "blurry" / f"{n}.png").size,
+                                     read_points(vd001 / "face" / f"{n}.txt"), align.load_lm3d(lm3d))
         np.testing.assert_array_equal(read_image(ts / "render" / f"{n}.png"), expected)
+
+
+def test_render_refuses_coefficients_of_another_model(tmp_path, vd001, standin, capsys):
+    """Coefficients fitted with one model are not rendered with another (exit 2, one message
+    naming the metadata file and both models); nothing is written."""
+    data = _dataset(tmp_path, vd001, n=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StandinWarning)
+        pipeline.run_coefficients(data, tmp_path / "ts", bfm=standin, landmarks="5", log=lambda m: None,
+                                  progress=False)
+    meta = json.loads((tmp_path / "ts/vd001/face_model.json").read_text())
+    assert meta["model"]["kind"] == "standin" and meta["albedo"] is None
+    rc = pipeline.render_main(["--coeff_path", str(tmp_path / "ts"), "--data_path", str(data),
+                               "--bfm", str(pipeline.bfm_mod.SHIPPED_MODEL)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "face_model.json" in err and "STAND-IN" in err and "ICT Face Model" in err
+    assert not (data / "vd001/face_render").exists() and not (tmp_path / "ts/vd001/render").exists()
+    # Another stand-in (other geometry, same kind) is refused too: the fingerprint differs.
+    other = write_standin_bfm(tmp_path / "other.mat", n_vertices=300, seed=7)
+    assert pipeline.render_main(["--coeff_path", str(tmp_path / "ts"), "--data_path", str(data),
+                                 "--bfm", str(other)]) == 2
+    # The model that made them renders them.
+    assert pipeline.render_main(["--coeff_path", str(tmp_path / "ts"), "--data_path", str(data),
+                                 "--bfm", str(standin)]) == 0
+    assert len(list((data / "vd001/face_render").glob("*.png"))) == 2
 
 
 def test_type_gt_and_257_coefficients(tmp_path, vd001, standin):
@@ -206,6 +262,7 @@ def test_type_gt_and_257_coefficients(tmp_path, vd001, standin):
     assert not np.allclose(gt[144:224], c257[144:224])  # sharp frames: different colours
     pipeline.run_render(tmp_path / "ts", data, bfm=standin, log=lambda m: None, progress=False)
     assert read_image(tmp_path / "ts/vd001/render/00003.png").shape == (311, 271, 3)
+    assert read_image(data / "vd001/face_render/00003.png", "RGBA").shape == (224, 224, 4)
 
 
 def test_convert_coeff_between_layouts():
@@ -232,7 +289,7 @@ def test_render_cli_bad_coefficients(tmp_path, vd001, standin, capsys, content, 
     err = capsys.readouterr().err
     assert rc == 2 and message in err and str(bad) in err
     assert not (tmp_path / "ts/vd001/render/00001.png").exists()
-    assert not (tmp_path / "ts/vd001/face_render/00001.png").exists()
+    assert not (data / "vd001/face_render/00001.png").exists()
 
 
 def test_demo_cli_bad_landmarks_and_missing_frames(tmp_path, vd001, standin, capsys):
@@ -268,15 +325,24 @@ def test_68_points_are_used_only_when_they_agree_with_the_five(tmp_path, vd001):
     assert pipeline._landmarks68(img, pts5, good, "5") is None
 
 
-def test_rnet_path_needs_the_training_alignment_points(tmp_path, vd001, monkeypatch):
-    from preprocess.fileio import InputError
-
-    if pipeline._has_bfm():
-        pytest.skip("a BFM_model_front.mat is installed: its folder may hold similarity_Lm3D_all.mat")
-    data = _dataset(tmp_path, vd001, n=1)
+def test_rnet_without_lm3d_uses_the_stored_points_and_needs_the_bfm_to_render(tmp_path, vd001, bfm_index,
+                                                                             monkeypatch):
+    """Without a BFM, the R-Net crops use the similarity_Lm3D_all.mat points the shipped ICT
+    model stores (the same crops as --lm3d); its coefficients are BFM ones, so demo_render.py
+    with the ICT model refuses them."""
+    monkeypatch.chdir(tmp_path)
+    if pipeline.bfm_mod.find_bfm(None)[1] != "ict":
+        pytest.skip("a BFM_model_front.mat is installed: it would be used")
+    data = _dataset(tmp_path, vd001, n=2)
     pb = tmp_path / "rnet.pb"
     _frozen_graph(pb, 239)
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match="--lm3d similarity_Lm3D_all.mat"):
-        pipeline.run_coefficients(data, tmp_path / "ts", rnet=pb, log=lambda m: None, progress=False)
-    assert not (tmp_path / "ts").exists()
+    pipeline.run_coefficients(data, tmp_path / "a", rnet=pb, log=lambda m: None, progress=False)
+    pipeline.run_coefficients(data, tmp_path / "b", rnet=pb, lm3d=bfm_index / "similarity_Lm3D_all.mat",
+                              log=lambda m: None, progress=False)
+    for n in ("00001", "00002"):
+        np.testing.assert_array_equal(read_coeff(tmp_path / "a/vd001/face" / f"{n}.txt"),
+                                      read_coeff(tmp_path / "b/vd001/face" / f"{n}.txt"))
+    meta = json.loads((tmp_path / "a/vd001/face_model.json").read_text())
+    assert meta["model"]["kind"] == "bfm" and meta["method"].startswith("R-Net")
+    with pytest.raises(InputError, match="R-Net.*--bfm"):
+        pipeline.run_render(tmp_path / "a", data, log=lambda m: None, progress=False)

@@ -2,7 +2,7 @@
 of ../shared/data/face_videos (12 frames, 128x128 face crop): preprocess all ->
 facePointDetection -> demo.py -> demo_render.py -> run_model.py --phase train. Checks that the
 datalist written by stage 1 names exactly the files stages 2-4 write, and that the network
-trains on them. Priors come from the STAND-IN morphable model (no BFM here)."""
+trains on them. Priors come from the shipped ICT Face Model (no BFM here), as for a new user."""
 from __future__ import annotations
 
 import os
@@ -36,7 +36,9 @@ def test_every_stage_feeds_the_next(face_videos, tmp_path):
     ]
     for r in steps:
         assert r.returncode == 0, r.stderr[-2000:]
-    assert "STAND-IN" in steps[2].stdout + steps[2].stderr  # never presented as the BFM
+    for r in steps[2:]:  # each 3D stage says which model made its output
+        assert "3D face model: ICT Face Model" in r.stdout + r.stderr or "Basel Face Model" in r.stdout + r.stderr
+        assert "STAND-IN" not in r.stdout + r.stderr
 
     lines = (tmp_path / "datalist_train.txt").read_text().splitlines()
     assert len(lines) == 12
