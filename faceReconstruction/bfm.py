@@ -459,9 +459,11 @@ def _kind(fields: dict) -> str:
 
 
 def model_fingerprint(bfm: BFM) -> str:
-    """12 hex digits identifying a model's geometry (SHA-1 of the float32 mean shape and the
-    triangles): equal for the same model in .mat or .npz, different for any other model."""
+    """12 hex digits identifying a model's geometry (SHA-1 of the float32 mean shape, the
+    centring point and the triangles): equal for the same model in .mat or .npz, different for
+    any other model."""
     h = hashlib.sha1()
     h.update(np.ascontiguousarray(bfm.meanshape, dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(bfm.center, dtype=np.float32).tobytes())
     h.update(np.ascontiguousarray(bfm.tri, dtype=np.int32).tobytes())
     return h.hexdigest()[:12]
