@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common import metrics
 from deblur.network import (coeff_patch, crop_back, image_channels, pad_to_valid, uses_coeff,
                             uses_render)
-from preprocess.fileio import InputError, read_coeff, read_image, write_image
+from preprocess.fileio import InputError, read_coeff, read_image, write_image, write_text
 
 
 class Deblurrer:
@@ -115,17 +116,23 @@ def list_videos(input_path) -> list[Path]:
 
 def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
              skip_existing: bool = False, log=print) -> dict:
-    """Deblur every video of a testing_set-style folder; returns per-video metrics when gt."""
+    """Deblur every video of a testing_set-style folder.
+
+    With `gt_path`, every written frame is scored with common/metrics.py (PSNR/SSIM, RGB and Y)
+    and `<output_path>/metrics.json` holds the per-frame values, the per-video means and ALL,
+    the mean over all frames (frame-weighted; the averaging is written beside it). Returns
+    {"videos": {video: means}, "all_frames": means, "frames": rows, "averaging": ...} or {}
+    without ground truth.
+    """
     cfg = deblurrer.config
     offsets = frame_offsets(cfg["n_frames"])
-    results = {}
+    rows = []
     times = []
     for vid in list_videos(input_path):
         out_dir = Path(output_path) / vid.name
         names = sorted(p.name for p in (vid / "blur_0").glob("*.png"))
         if not names:
             raise InputError(f"{vid / 'blur_0'}: no PNG frames")
-        scores = []
         for name in names:
             dst = out_dir / name
             if not (skip_existing and dst.is_file()):
@@ -145,21 +152,28 @@ def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
                 log(f"{dst}  {times[-1]:.3f}s")
             if gt_path is not None:
                 gt = _find_gt(Path(gt_path), vid.name, name)
-                scores.append(_psnr_ssim(read_image(dst), read_image(gt)))
-        if scores:
-            s = np.asarray(scores)
-            results[vid.name] = {"psnr": float(s[:, 0].mean()), "ssim": float(s[:, 1].mean()),
-                                 "frames": len(scores)}
-    if results:
-        results["mean"] = {"psnr": float(np.mean([v["psnr"] for v in results.values()])),
-                           "ssim": float(np.mean([v["ssim"] for v in results.values()]))}
-        for k, v in results.items():
-            log(f"{k:>24s}  PSNR {v['psnr']:.3f} dB  SSIM {v['ssim']:.4f}")
-        Path(output_path).mkdir(parents=True, exist_ok=True)
-        (Path(output_path) / "metrics.json").write_text(json.dumps(results, indent=2))
+                try:
+                    m = metrics.frame_metrics(read_image(dst), read_image(gt))
+                except ValueError as e:
+                    raise InputError(f"{dst} vs {gt}: {e}") from None
+                rows.append({"video": vid.name, "frame": name, **m})
+    results = {}
+    if rows:
+        videos, overall = metrics.summarize(rows)
+        results = {"averaging": metrics.AVERAGING, "definitions": metrics.DEFINITIONS,
+                   "videos": videos, "all_frames": overall, "frames": rows}
+        log(f"PSNR/SSIM against {gt_path} (common/metrics.py; {metrics.AVERAGING}):")
+        for k, v in [*videos.items(), ("ALL (all frames)", overall)]:
+            log(f"{k:>24s}  PSNR {_fmt(v['psnr'])} dB  SSIM {_fmt(v['ssim'], 4)}  "
+                f"PSNR-Y {_fmt(v['psnr_y'])} dB  SSIM-Y {_fmt(v['ssim_y'], 4)}  ({v['frames']} frames)")
+        write_text(Path(output_path) / "metrics.json", json.dumps(metrics.json_safe(results), indent=1) + "\n")
     if times:
         log(f"mean time per frame: {np.mean(times):.3f}s over {len(times)} frames")
     return results
+
+
+def _fmt(v, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def _find_gt(gt_root: Path, video: str, name: str) -> Path:
@@ -168,12 +182,3 @@ def _find_gt(gt_root: Path, video: str, name: str) -> Path:
             return cand
     raise InputError(f"{gt_root}: no ground truth for {video}/{name} "
                      f"(looked in {video}/ and {video}/sharp/)")
-
-
-def _psnr_ssim(a, b):
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    if a.shape != b.shape:
-        raise InputError(f"result {a.shape} and ground truth {b.shape} differ in size")
-    return (peak_signal_noise_ratio(b, a, data_range=255),
-            structural_similarity(b, a, channel_axis=-1, data_range=255))
