@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     os.environ["CUDA_VISIBLE_DEVICES"] = "" if str(args.gpu) == "-1" else str(args.gpu)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from deblur.checkpoint import CheckpointMismatch, import_tf1, load_generator
+    from deblur.checkpoint import CheckpointMismatch, import_tf1, load_generator, resolve
     from deblur.train import TrainingDiverged, default_train_dir, train
     from preprocess.fileio import InputError
 
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
             net, config, step = load_generator(path, config)
             print(f"Loaded {path} (step {step}): {config}")
             run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,
-                               jit_compile=args.xla),
+                               jit_compile=args.xla, source=str(resolve(path)[1])),
                      args.input_path, args.output_path, args.gt_path, args.skip_existing)
     except (InputError, CheckpointMismatch, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -23,19 +23,27 @@ from deblur.network import (coeff_patch, crop_back, image_channels, pad_to_valid
 from preprocess.fileio import InputError, read_coeff, read_image, write_image, write_text
 
 
+class NonFiniteOutput(InputError):
+    """The network produced NaN/inf: the checkpoint's weights are ruined (e.g. saved by a
+    diverging run). Nothing is written for that frame."""
+
+
 class Deblurrer:
     """A loaded generator applied frame by frame.
 
     `deblur(frames, render=None, coeff=None)`: frames = n_frames uint8 HxWx3 arrays (t-2..t+2),
     render uint8 HxWx3, coeff the 239/257 coefficient vector -> uint8 HxWx3 restored frame.
+    Raises NonFiniteOutput (naming `source`, the checkpoint) when the network output holds
+    NaN or infinite values, instead of returning a black or saturated frame.
     """
 
     def __init__(self, net, config: dict, transpose_portrait: bool = True,
-                 jit_compile: bool = False):
+                 jit_compile: bool = False, source: str | None = None):
         self.net = net
         self.config = config
         self.transpose_portrait = transpose_portrait
         self.jit_compile = jit_compile
+        self.source = source or "the network"
         self._fn = None
 
     def _predict(self, inputs):
@@ -92,6 +100,13 @@ class Deblurrer:
                 raise ValueError("this checkpoint uses the coefficient prior: coeff is required")
             inputs["coeff"] = np.repeat(coeff_patch(coeff)[None], batch, axis=0)
         out = crop_back(self._predict(inputs), size)
+        bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+        if bad:
+            # np.clip/astype would turn NaN into 0 (a black frame) without a word.
+            raise NonFiniteOutput(
+                f"{self.source}: network output has {bad} NaN/infinite values of {np.size(out)}; "
+                f"the checkpoint's weights are ruined (saved after training diverged?) - use an "
+                f"earlier checkpoint")
         # Gray: the three channel batches back onto channels; colour: the single batch item.
         out = out[..., 0].transpose(1, 2, 0) if gray else out[0]
         if rot:
@@ -122,7 +137,8 @@ def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
     and `<output_path>/metrics.json` holds the per-frame values, the per-video means and ALL,
     the mean over all frames (frame-weighted; the averaging is written beside it). Returns
     {"videos": {video: means}, "all_frames": means, "frames": rows, "averaging": ...} or {}
-    without ground truth.
+    without ground truth. A frame whose network output is not finite stops the run
+    (NonFiniteOutput naming the checkpoint and the frame); nothing is written for it.
     """
     cfg = deblurrer.config
     offsets = frame_offsets(cfg["n_frames"])
@@ -146,7 +162,11 @@ def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
                 coeff = (read_coeff(vid / "face" / name.replace(".png", ".txt"))
                          if uses_coeff(cfg["face"]) else None)
                 t = time.time()
-                res = deblurrer.deblur(frames, render, coeff)
+                try:
+                    res = deblurrer.deblur(frames, render, coeff)
+                except NonFiniteOutput as e:
+                    raise NonFiniteOutput(f"{e} (first bad frame: {vid.name}/{name}; "
+                                          f"{len(times)} frame(s) written before it)") from None
                 times.append(time.time() - t)
                 write_image(dst, res)
                 log(f"{dst}  {times[-1]:.3f}s")
