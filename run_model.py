@@ -56,6 +56,16 @@ def parse_args(argv=None):
     g.add_argument("--keep", type=int, default=5, help="keep the last K checkpoints")
     g.add_argument("--log_every", type=int, default=20, help="TensorBoard scalars every N steps")
     g.add_argument("--seed", type=int, default=0, help="seed of the data order and crops")
+    g.add_argument("--val_every", type=int, default=0,
+                   help="validate every N steps and at the end (PSNR/SSIM, common/metrics.py, "
+                        "TensorBoard val/*); 0 = no validation")
+    g.add_argument("--val_input_path", default=None,
+                   help="validation frames in the testing_set layout (<video>/blur_-2..blur_2, "
+                        "face/, render/)")
+    g.add_argument("--val_gt_path", default=None,
+                   help="sharp frames of the validation videos (<video>/NNNNN.png or <video>/sharp/)")
+    g.add_argument("--val_frames", type=int, default=0,
+                   help="validate on the first N frames only; 0 = all")
     g = p.add_argument_group("testing / import")
     g.add_argument("--input_path", default="./testing_set",
                    help="<video>/blur_-2..blur_2, face/, render/ folders")

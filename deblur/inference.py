@@ -129,6 +129,48 @@ def list_videos(input_path) -> list[Path]:
     return vids
 
 
+def frame_names(video: Path) -> list[str]:
+    names = sorted(p.name for p in (video / "blur_0").glob("*.png"))
+    if not names:
+        raise InputError(f"{video / 'blur_0'}: no PNG frames")
+    return names
+
+
+def read_inputs(video: Path, name: str, config: dict):
+    """(frames t-r..t+r, render or None, coefficients or None) of one testing-set frame."""
+    offsets = frame_offsets(config["n_frames"])
+    frames = [read_image(video / f"blur_{o}" / name) for o in offsets]
+    shape = frames[0].shape
+    for o, f in zip(offsets, frames):
+        if f.shape != shape:
+            raise InputError(f"{video / f'blur_{o}' / name}: size {f.shape[1]}x{f.shape[0]} "
+                             f"differs from blur_0 ({shape[1]}x{shape[0]})")
+    render = read_image(video / "render" / name) if uses_render(config["face"]) else None
+    coeff = (read_coeff(video / "face" / name.replace(".png", ".txt"))
+             if uses_coeff(config["face"]) else None)
+    return frames, render, coeff
+
+
+def score_frame(result: np.ndarray, gt_path: Path) -> dict:
+    """common.metrics.frame_metrics of a result against its ground-truth file."""
+    try:
+        return metrics.frame_metrics(result, read_image(gt_path))
+    except ValueError as e:
+        raise InputError(f"{gt_path}: {e}") from None
+
+
+def summary(rows: list[dict]) -> dict:
+    """The metrics document of a scored run: per-frame rows, per-video means, ALL (all frames)."""
+    videos, overall = metrics.summarize(rows)
+    return {"averaging": metrics.AVERAGING, "definitions": metrics.DEFINITIONS,
+            "videos": videos, "all_frames": overall, "frames": rows}
+
+
+def format_means(name: str, m: dict) -> str:
+    return (f"{name:>24s}  PSNR {_fmt(m['psnr'])} dB  SSIM {_fmt(m['ssim'], 4)}  "
+            f"PSNR-Y {_fmt(m['psnr_y'])} dB  SSIM-Y {_fmt(m['ssim_y'], 4)}  ({m['frames']} frames)")
+
+
 def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
              skip_existing: bool = False, log=print) -> dict:
     """Deblur every video of a testing_set-style folder.
@@ -141,26 +183,14 @@ def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
     (NonFiniteOutput naming the checkpoint and the frame); nothing is written for it.
     """
     cfg = deblurrer.config
-    offsets = frame_offsets(cfg["n_frames"])
     rows = []
     times = []
     for vid in list_videos(input_path):
         out_dir = Path(output_path) / vid.name
-        names = sorted(p.name for p in (vid / "blur_0").glob("*.png"))
-        if not names:
-            raise InputError(f"{vid / 'blur_0'}: no PNG frames")
-        for name in names:
+        for name in frame_names(vid):
             dst = out_dir / name
             if not (skip_existing and dst.is_file()):
-                frames = [read_image(vid / f"blur_{o}" / name) for o in offsets]
-                shape = frames[0].shape
-                for o, f in zip(offsets, frames):
-                    if f.shape != shape:
-                        raise InputError(f"{vid / f'blur_{o}' / name}: size {f.shape[1]}x{f.shape[0]} "
-                                         f"differs from blur_0 ({shape[1]}x{shape[0]})")
-                render = (read_image(vid / "render" / name) if uses_render(cfg["face"]) else None)
-                coeff = (read_coeff(vid / "face" / name.replace(".png", ".txt"))
-                         if uses_coeff(cfg["face"]) else None)
+                frames, render, coeff = read_inputs(vid, name, cfg)
                 t = time.time()
                 try:
                     res = deblurrer.deblur(frames, render, coeff)
@@ -171,25 +201,52 @@ def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
                 write_image(dst, res)
                 log(f"{dst}  {times[-1]:.3f}s")
             if gt_path is not None:
-                gt = _find_gt(Path(gt_path), vid.name, name)
-                try:
-                    m = metrics.frame_metrics(read_image(dst), read_image(gt))
-                except ValueError as e:
-                    raise InputError(f"{dst} vs {gt}: {e}") from None
+                m = score_frame(read_image(dst), _find_gt(Path(gt_path), vid.name, name))
                 rows.append({"video": vid.name, "frame": name, **m})
     results = {}
     if rows:
-        videos, overall = metrics.summarize(rows)
-        results = {"averaging": metrics.AVERAGING, "definitions": metrics.DEFINITIONS,
-                   "videos": videos, "all_frames": overall, "frames": rows}
+        results = summary(rows)
         log(f"PSNR/SSIM against {gt_path} (common/metrics.py; {metrics.AVERAGING}):")
-        for k, v in [*videos.items(), ("ALL (all frames)", overall)]:
-            log(f"{k:>24s}  PSNR {_fmt(v['psnr'])} dB  SSIM {_fmt(v['ssim'], 4)}  "
-                f"PSNR-Y {_fmt(v['psnr_y'])} dB  SSIM-Y {_fmt(v['ssim_y'], 4)}  ({v['frames']} frames)")
-        write_text(Path(output_path) / "metrics.json", json.dumps(metrics.json_safe(results), indent=1) + "\n")
+        for k, v in [*results["videos"].items(), ("ALL (all frames)", results["all_frames"])]:
+            log(format_means(k, v))
+        write_text(Path(output_path) / "metrics.json",
+                   json.dumps(metrics.json_safe(results), indent=1) + "\n")
     if times:
         log(f"mean time per frame: {np.mean(times):.3f}s over {len(times)} frames")
     return results
+
+
+class Validator:
+    """Scores a network on a small testing-set-layout folder during training (no files written).
+
+    `input_path`: `<video>/blur_-2..blur_2, face/, render/` as for --phase test; `gt_path`:
+    `<video>/NNNNN.png` or `<video>/sharp/`. Inputs and ground truth are read once and kept in
+    memory (validation sets are small). `__call__(net, config)` deblurs every frame exactly as
+    the test phase does (padding, transposition, uint8 rounding) and returns `summary(rows)`.
+    """
+
+    def __init__(self, input_path, gt_path, config: dict, max_frames: int | None = None):
+        self.items = []
+        for vid in list_videos(input_path):
+            for name in frame_names(vid):
+                if max_frames and len(self.items) >= max_frames:
+                    break
+                gt = read_image(_find_gt(Path(gt_path), vid.name, name))
+                self.items.append((vid.name, name, read_inputs(vid, name, config), gt))
+        self._deblurrer = None
+
+    def __call__(self, net, config: dict, source: str = "the network being trained") -> dict:
+        if self._deblurrer is None or self._deblurrer.net is not net:
+            self._deblurrer = Deblurrer(net, config, source=source)
+        rows = []
+        for video, name, (frames, render, coeff), gt in self.items:
+            res = self._deblurrer.deblur(frames, render, coeff)
+            try:
+                m = metrics.frame_metrics(res, gt)
+            except ValueError as e:
+                raise InputError(f"validation ground truth {video}/{name}: {e}") from None
+            rows.append({"video": video, "frame": name, **m})
+        return summary(rows)
 
 
 def _fmt(v, digits: int = 3) -> str:

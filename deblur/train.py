@@ -52,8 +52,13 @@ def check_settings(args) -> None:
     coeff), at least `min_size(levels)` = 36 * 2**(levels-1): below it the coarsest scale's
     bottleneck is smaller than the 9x9 identity patch, so the network would train on a cropped
     patch while testing (which pads frames to that size) sees all 81 values.
+    With --val_every, both --val_input_path and --val_gt_path are needed.
     Raises InputError naming the flag.
     """
+    if getattr(args, "val_every", 0):
+        missing = [f"--{k}" for k in ("val_input_path", "val_gt_path") if not getattr(args, k, None)]
+        if missing:
+            raise InputError(f"--val_every {args.val_every} needs {' and '.join(missing)}")
     for flag in ("levels", "channels", "batch_size", "patch_size", "save_every", "keep", "log_every"):
         v = getattr(args, flag, 1)
         if v is not None and v < 1:
@@ -135,7 +140,9 @@ def train(args) -> dict:
     """Run training from parsed run_model.py arguments.
 
     Returns {"step", "max_steps", "loss", "losses" (this run's per-step totals), "checkpoint",
-    "seconds", "precision"}.
+    "seconds", "precision", "validation_log"} (with --val_every: one {"step", psnr, ssim, psnr_y,
+    ssim_y, "frames"} per validation, ALL = mean over all validation frames, also written to
+    TensorBoard as val/*; "validation" = the last one).
     """
     import tensorflow as tf
     from tqdm import tqdm
@@ -169,6 +176,14 @@ def train(args) -> dict:
         opt, schedule = make_optimizer(args.lr, max_steps, precision)
         opt.build(net.trainable_variables)
     eval_loss = build_eval_loss(net, strategy)
+    validator = None
+    if getattr(args, "val_every", 0):
+        from deblur.inference import Validator
+
+        validator = Validator(args.val_input_path, args.val_gt_path, config,
+                              max_frames=getattr(args, "val_frames", 0) or None)
+        print(f"Validation: {len(validator.items)} frames of {args.val_input_path} every "
+              f"{args.val_every} steps")
 
     def batch_of(step):
         """The (inputs, target) batch of 0-based `step` (batches are a function of seed, step)."""
@@ -227,6 +242,22 @@ def train(args) -> dict:
             old.unlink()
         return path
 
+    def run_validation(step):
+        from deblur.inference import NonFiniteOutput, format_means
+
+        try:
+            doc = validator(net, config)
+        except NonFiniteOutput as e:
+            raise TrainingDiverged(f"validation at step {step}: {e}. {last_good()}") from None
+        m = doc["all_frames"]
+        with writer.as_default(step=step):
+            for k in ("psnr", "ssim", "psnr_y", "ssim_y"):
+                if m[k] is not None:
+                    tf.summary.scalar(f"val/{k}", m[k])
+        bar.write(f"validation at step {step}: " + format_means("ALL (all frames)", m).strip())
+        val_log.append({"step": step, **m})
+
+    val_log = []
     t0 = time.time()
     last_path = None
     bar = tqdm(total=max_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
@@ -258,6 +289,8 @@ def train(args) -> dict:
             timed_out = args.time_limit and time.time() - t0 > args.time_limit
             if step % args.save_every == 0 or step == end or timed_out:
                 last_path = save(step, x, y, loss_v)
+            if validator is not None and (step % args.val_every == 0 or step == end or timed_out):
+                run_validation(step)
             if timed_out:
                 print(f"\nTime limit of {args.time_limit:.0f}s reached at step {step}; "
                       f"checkpoint {last_path}")
@@ -267,8 +300,10 @@ def train(args) -> dict:
         writer.flush()
     summary = {"step": step, "max_steps": max_steps, "loss": loss_v, "checkpoint": str(last_path),
                "seconds": round(time.time() - t0, 1), "precision": precision}
+    if val_log:
+        summary["validation"] = val_log[-1]
     print(json.dumps(summary))
-    return {**summary, "losses": losses}
+    return {**summary, "losses": losses, "validation_log": val_log}
 
 
 def build_eval_loss(net, strategy=None):
