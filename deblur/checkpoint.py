@@ -202,6 +202,20 @@ def read_native(path) -> tuple[dict, dict, dict]:
     return weights, opt, meta
 
 
+def read_meta(path) -> dict:
+    """Only the `meta` entry of a native checkpoint (cheap: the arrays are not read).
+    Raises CheckpointDamaged naming the file when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CheckpointDamaged(f"{path}: damaged checkpoint, cannot be read "
+                                f"({e.__class__.__name__}: {e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise CheckpointDamaged(f"{path}: not a native checkpoint of this project (no config in meta)")
+    return meta
+
+
 def nonfinite_arrays(arrays: dict) -> list[str]:
     """Names of the arrays holding NaN or infinite values (floating arrays only)."""
     return sorted(k for k, v in arrays.items()

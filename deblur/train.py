@@ -151,6 +151,10 @@ def train(args) -> dict:
 
     check_settings(args)
     n_frames, face = args.n_frames, args.face
+    config = dict(face=face, levels=args.levels, model=args.model, n_frames=n_frames,
+                  channels=args.channels)
+    train_dir = Path(args.checkpoint_dir or default_train_dir(face, args.levels, args.patch_size))
+    _check_resume_settings(train_dir, config)
     samples = parse_datalist(args.datalist, args.data_root, args.train_root, n_frames, face)
     patches = validate(samples, face, args.patch_size, str(args.datalist))
     max_steps = int(args.epoch * len(samples) // args.batch_size)
@@ -159,15 +163,12 @@ def train(args) -> dict:
     if max_steps < 1:
         raise InputError(f"{args.datalist}: {len(samples)} samples with batch {args.batch_size} "
                          f"and epoch {args.epoch} give no training step")
-    train_dir = Path(args.checkpoint_dir or default_train_dir(face, args.levels, args.patch_size))
     train_dir.mkdir(parents=True, exist_ok=True)
 
     precision = set_precision(args.precision)
     gpus = tf.config.list_physical_devices("GPU")
     strategy = (tf.distribute.MirroredStrategy() if len(gpus) > 1
                 else tf.distribute.get_strategy())
-    config = dict(face=face, levels=args.levels, model=args.model, n_frames=n_frames,
-                  channels=args.channels)
     import keras
 
     keras.utils.set_random_seed(args.seed)  # same initial weights for the same --seed
@@ -325,6 +326,28 @@ def build_eval_loss(net, strategy=None):
     return eval_loss
 
 
+def _check_resume_settings(train_dir, config) -> None:
+    """Before any work: refuse flags that differ from the network settings stored in the
+    newest readable checkpoint of `train_dir` (they would be refused at resume anyway)."""
+    for path in reversed(ckpt.native_checkpoints(train_dir)):
+        try:
+            meta = ckpt.read_meta(path)
+        except ckpt.CheckpointDamaged:
+            continue  # reported (and skipped) when resuming
+        _refuse_other_network(path, meta, config)
+        return
+
+
+def _refuse_other_network(path, meta, config) -> None:
+    stored = {k: meta["config"].get(k) for k in ckpt.NETWORK_KEYS}
+    diff = [k for k in ckpt.NETWORK_KEYS if stored[k] != config[k]]
+    if diff:
+        raise InputError(
+            f"{path}: was trained with " + " ".join(f"--{k} {stored[k]}" for k in diff)
+            + ", the flags give " + " ".join(f"--{k} {config[k]}" for k in diff)
+            + "; pass the checkpoint's values to resume it, or use another --checkpoint_dir")
+
+
 def _resume(train_dir, net, opt, config, args, max_steps, eval_loss, batch_of):
     """Load the newest good checkpoint of `train_dir` into (net, opt); returns (path, step).
 
@@ -335,13 +358,7 @@ def _resume(train_dir, net, opt, config, args, max_steps, eval_loss, batch_of):
     """
     newest = ckpt.native_checkpoints(train_dir)[-1]
     for path, weights, opt_state, meta in ckpt.usable_checkpoints(train_dir, set_aside=True):
-        stored = {k: meta["config"].get(k) for k in ckpt.NETWORK_KEYS}
-        diff = [k for k in ckpt.NETWORK_KEYS if stored[k] != config[k]]
-        if diff:
-            raise InputError(
-                f"{path}: was trained with " + " ".join(f"--{k} {stored[k]}" for k in diff)
-                + ", the flags give " + " ".join(f"--{k} {config[k]}" for k in diff)
-                + "; pass the checkpoint's values to resume it, or use another --checkpoint_dir")
+        _refuse_other_network(path, meta, config)
         ckpt.assign_by_name(net, weights, str(path))
         ckpt.restore_optimizer(opt, opt_state, str(path))
         step = int(meta["step"])
