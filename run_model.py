@@ -56,12 +56,21 @@ def parse_args(argv=None):
     g.add_argument("--keep", type=int, default=5, help="keep the last K checkpoints")
     g.add_argument("--log_every", type=int, default=20, help="TensorBoard scalars every N steps")
     g.add_argument("--seed", type=int, default=0, help="seed of the data order and crops")
+    g.add_argument("--val_every", type=int, default=0,
+                   help="validate every N steps and at the end (PSNR/SSIM, common/metrics.py, "
+                        "TensorBoard val/*); 0 = no validation")
     g.add_argument("--val_datalist", default=None,
-                   help="held-out datalist (same format) scored on whole frames every --val_every "
-                        "steps: validation.csv, TensorBoard val/*, best.npz")
-    g.add_argument("--val_every", type=int, default=1000, help="validate every N steps")
+                   help="validation samples as a datalist (training format, e.g. the recipe's "
+                        "datalist_val.txt, roots --data_root/--train_root); else --val_input_path")
+    g.add_argument("--val_input_path", default=None,
+                   help="validation frames in the testing_set layout (<video>/blur_-2..blur_2, "
+                        "face/, render/)")
+    g.add_argument("--val_gt_path", default=None,
+                   help="sharp frames of the validation videos (<video>/NNNNN.png or <video>/sharp/)")
     g.add_argument("--val_frames", type=int, default=0,
-                   help="use at most N validation samples, evenly spread (0 = all)")
+                   help="validate on N frames only (first N of --val_input_path, N evenly "
+                        "spread over --val_datalist); 0 = all. Each validation appends to "
+                        "<checkpoint_dir>/validation.csv and keeps the best as best.npz")
     g = p.add_argument_group("testing / import")
     g.add_argument("--input_path", default="./testing_set",
                    help="<video>/blur_-2..blur_2, face/, render/ folders")
@@ -92,7 +101,7 @@ def main(argv=None) -> int:
     os.environ["CUDA_VISIBLE_DEVICES"] = "" if str(args.gpu) == "-1" else str(args.gpu)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from deblur.checkpoint import CheckpointMismatch, import_tf1, load_generator
+    from deblur.checkpoint import CheckpointMismatch, import_tf1, load_generator, resolve
     from deblur.train import TrainingDiverged, default_train_dir, train
     from preprocess.fileio import InputError
 
@@ -115,7 +124,7 @@ def main(argv=None) -> int:
             net, config, step = load_generator(path, config)
             print(f"Loaded {path} (step {step}): {config}")
             run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,
-                               jit_compile=args.xla),
+                               jit_compile=args.xla, source=str(resolve(path)[1])),
                      args.input_path, args.output_path, args.gt_path, args.skip_existing)
     except (InputError, CheckpointMismatch, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)

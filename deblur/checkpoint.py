@@ -10,14 +10,22 @@ Our native checkpoint is one `.npz` file, `deblur-<step>.npz`, holding
   TF1 checkpoint are loaded by the same name-by-name code, never by order);
 * `optimizer/<path>`: the optimizer state (Adam moments, iteration count) for exact resume;
 * `meta`: JSON with the network configuration (face, levels, model, n_frames, channels), the
-  step and the training arguments.
-Files are written under a temporary name and renamed, so an interrupted save never leaves a
-truncated checkpoint behind.
+  step and the training arguments; checkpoints written by training since issue 13 add
+  `loss` (the training loss of the step that produced the weights) and `checked_loss` (the
+  loss of the saved weights on that step's batch), both finite by construction. Files
+  without them (written before) are read the same way.
+Files are written under a temporary name, flushed to disk and renamed, so an interrupted save
+(crash, kill, power loss) leaves the previous checkpoints intact. A file damaged afterwards
+(truncated copy, full disk) is reported by name (`CheckpointDamaged`); one holding NaN/inf
+values is refused (`CheckpointNotFinite`); `usable_checkpoints` finds the newest sound one.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +40,18 @@ _TF1_IGNORED = re.compile(r"(/Adam(_\d+)?$|^beta[12]_power|^global_step|^Variabl
 
 class CheckpointMismatch(InputError):
     """A checkpoint whose variable names or shapes do not match the network."""
+
+
+class CheckpointDamaged(InputError):
+    """A checkpoint file that cannot be read (truncated, not a zip, missing entries)."""
+
+
+class CheckpointNotFinite(InputError):
+    """A checkpoint whose weights or optimizer state hold NaN or infinite values."""
+
+
+# The network settings a checkpoint fixes (build_generator's arguments).
+NETWORK_KEYS = ("face", "levels", "model", "n_frames", "channels")
 
 
 # ----------------------------------------------------------------------------- name-based loading
@@ -146,14 +166,17 @@ def native_checkpoints(directory) -> list[Path]:
 
 
 def save_native(path, net, config: dict, step: int, optimizer=None, extra: dict | None = None):
-    """Write a native checkpoint atomically. `config` = build_generator keyword arguments."""
+    """Write a native checkpoint atomically and durably (flushed to disk before the rename).
+
+    `config` = build_generator keyword arguments; `extra` = more meta entries (JSON types).
+    """
     payload = {f"weights/{k}": v for k, v in network_arrays(net).items()}
     if optimizer is not None:
         for v in optimizer.variables:
             payload[f"optimizer/{_opt_key(v.path)}"] = np.asarray(v)
     meta = {"format": "facedeblur-native-1", "config": config, "step": int(step), **(extra or {})}
     payload["meta"] = np.array(json.dumps(meta))
-    with atomic_path(path, suffix=".npz") as tmp:
+    with atomic_path(path, suffix=".npz", durable=True) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **payload)
     return Path(path)
@@ -174,15 +197,77 @@ def export_weights(src, dst, dtype: str = "float16", extra: dict | None = None) 
 
 
 def read_native(path) -> tuple[dict, dict, dict]:
-    """Returns (weights by TF1 name, optimizer arrays by path, meta)."""
+    """Returns (weights by TF1 name, optimizer arrays by path, meta).
+
+    Every array is read (and its CRC checked), so a truncated or corrupted file raises
+    CheckpointDamaged naming it, never a zipfile/zlib traceback.
+    """
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             weights = {k[len("weights/"):]: z[k] for k in z.files if k.startswith("weights/")}
             opt = {k[len("optimizer/"):]: z[k] for k in z.files if k.startswith("optimizer/")}
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"{path}: not a readable native checkpoint ({e})") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+        raise CheckpointDamaged(f"{path}: damaged checkpoint, cannot be read ({size} bytes; "
+                                f"{e.__class__.__name__}: {e}) - truncated copy or full disk?") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise CheckpointDamaged(f"{path}: not a native checkpoint of this project (no config in meta)")
     return weights, opt, meta
+
+
+def read_meta(path) -> dict:
+    """Only the `meta` entry of a native checkpoint (cheap: the arrays are not read).
+    Raises CheckpointDamaged naming the file when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CheckpointDamaged(f"{path}: damaged checkpoint, cannot be read "
+                                f"({e.__class__.__name__}: {e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise CheckpointDamaged(f"{path}: not a native checkpoint of this project (no config in meta)")
+    return meta
+
+
+def nonfinite_arrays(arrays: dict) -> list[str]:
+    """Names of the arrays holding NaN or infinite values (floating arrays only)."""
+    return sorted(k for k, v in arrays.items()
+                  if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.isfinite(v).all())
+
+
+def check_finite(path, weights: dict, opt: dict | None = None) -> None:
+    """Raise CheckpointNotFinite naming `path` and the first bad variables."""
+    bad = nonfinite_arrays(weights) + [f"optimizer/{k}" for k in nonfinite_arrays(opt or {})]
+    if bad:
+        raise CheckpointNotFinite(
+            f"{path}: {len(bad)} variable(s) hold NaN or infinite values ({', '.join(bad[:4])}"
+            f"{' ...' if len(bad) > 4 else ''}); saved after training diverged - use an earlier "
+            f"checkpoint")
+
+
+def usable_checkpoints(directory, log=print, set_aside: bool = False):
+    """Newest first: (path, weights, optimizer arrays, meta) of every sound native checkpoint.
+
+    A generator: checkpoints are read one by one, newest first, and only as far as the caller
+    goes. Damaged (unreadable) or non-finite ones are reported through `log` by name and
+    skipped; with `set_aside` they are also renamed to `<name>.damaged` / `<name>.nonfinite`
+    (kept for inspection, no longer found as checkpoints), which training resume does so the
+    folder's newest checkpoint is a sound one again.
+    """
+    for p in reversed(native_checkpoints(directory)):
+        try:
+            weights, opt, meta = read_native(p)
+            check_finite(p, weights, opt)
+        except (CheckpointDamaged, CheckpointNotFinite) as e:
+            tag = ".damaged" if isinstance(e, CheckpointDamaged) else ".nonfinite"
+            msg = f"warning: {e}"
+            if set_aside:
+                os.replace(p, p.with_name(p.name + tag))
+                msg += f"\n  moved aside to {p.name + tag}"
+            log(msg)
+            continue
+        yield p, weights, opt, meta
 
 
 def _opt_key(path: str) -> str:
@@ -219,20 +304,33 @@ def resolve(path) -> tuple[str, Path]:
                      f"or a TF1 checkpoint directory/prefix with 'checkpoint' and *.index files)")
 
 
-def load_generator(path, config: dict | None = None, verbose: bool = True):
+def load_generator(path, config: dict | None = None, verbose: bool = True, log=print):
     """Build the generator matching a checkpoint and load its weights.
 
-    `config` holds the flags the user gave (face, levels, model, n_frames, channels). For a
-    native checkpoint the stored configuration wins over the flags (they are reported when they
-    differ), except `levels`, which a checkpoint does not fix (the weights are shared by all
-    scales). For a TF1 checkpoint the configuration is read off the variable shapes.
-    Returns (net, config, step).
+    `config` holds the flags the user gave (face, levels, model, n_frames, channels). Every
+    setting the checkpoint stores wins over the flags, the same way for all of them; each flag
+    that differs is reported (`verbose`). A native checkpoint stores all five (`levels`
+    included: the weights are shared by all scales, but a network trained with 3 levels gives
+    other results with 1). A TF1 checkpoint's face/model/n_frames/channels are read off its
+    variable shapes; its `levels` is not stored anywhere, so the flag is used and that is said.
+    Refuses (InputError subclasses, naming the file) damaged checkpoints and ones with
+    non-finite weights; for a folder whose newest checkpoint is unusable, the message names the
+    newest sound one. Returns (net, config, step).
     """
     kind, p = resolve(path)
     config = dict(config or {})
     if kind == "native":
-        weights, _, meta = read_native(p)
-        stored = dict(meta["config"])
+        try:
+            weights, _, meta = read_native(p)
+            check_finite(p, weights)
+        except (CheckpointDamaged, CheckpointNotFinite) as e:
+            if Path(path).is_dir():
+                sound = next(usable_checkpoints(path, log=lambda m: None), None)
+                hint = (f"the newest sound checkpoint there is {sound[0]} (pass it as --checkpoint)"
+                        if sound else "no other checkpoint there is sound")
+                raise type(e)(f"{e}\n  {hint}") from None
+            raise
+        stored = {k: meta["config"][k] for k in NETWORK_KEYS if k in meta["config"]}
         step = int(meta.get("step", 0))
     else:
         weights, prefix = read_tf1_checkpoint(p)
@@ -240,15 +338,19 @@ def load_generator(path, config: dict | None = None, verbose: bool = True):
         m = re.search(r"-(\d+)$", prefix)
         step = int(m.group(1)) if m else 0
         p = Path(prefix)
-    for k, v in stored.items():
-        if k == "levels":
-            continue
-        if k in config and config[k] != v and verbose:
-            print(f"note: checkpoint {p.name} was built with {k}={v}; using it instead of {config[k]}")
-        config[k] = v
-    config.setdefault("levels", stored.get("levels", 1))
-    net = build_generator(**{k: config[k] for k in ("face", "levels", "model", "n_frames", "channels")
-                             if k in config})
+        check_finite(p, weights)
+    for k in NETWORK_KEYS:
+        if k in stored:
+            if k in config and config[k] != stored[k] and verbose:
+                log(f"note: checkpoint {p.name} stores {k}={stored[k]}; using it instead of "
+                    f"--{k} {config[k]}")
+            config[k] = stored[k]
+    if "levels" not in stored:
+        config.setdefault("levels", 1)
+        if verbose:
+            log(f"note: {p.name} is a TF1 checkpoint, which does not store the number of scales; "
+                f"using --levels {config['levels']}")
+    net = build_generator(**{k: config[k] for k in NETWORK_KEYS if k in config})
     assign_by_name(net, weights, str(p))
     return net, config, step
 
@@ -256,7 +358,7 @@ def load_generator(path, config: dict | None = None, verbose: bool = True):
 def import_tf1(src, dst, levels: int = 1) -> Path:
     """Convert a TF1 checkpoint into a native one (weights only, step kept)."""
     net, config, step = load_generator(src, {"levels": levels}, verbose=False)
-    cfg = {k: config[k] for k in ("face", "levels", "model", "n_frames", "channels")}
+    cfg = {k: config[k] for k in NETWORK_KEYS}
     dst = Path(dst)
     if dst.suffix != ".npz":
         dst = dst / f"deblur-{step}.npz"

@@ -34,20 +34,47 @@ class Sample:
     render: str | None
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def column_names(n_frames: int, face: bool = True) -> list[str]:
+    """Names of a datalist's columns: sharp, blur_-2 ... blur_2[, coefficients, render]."""
+    r = n_frames // 2
+    return (["sharp"] + [f"blur_{o}" for o in range(-r, r + 1)]
+            + (["coefficients (.txt)", "render"] if face else []))
+
+
 def parse_datalist(path, data_root="./dataset", train_root="./training_set", n_frames=5,
                    face="both") -> list[Sample]:
-    """Parse a datalist; malformed lines raise one InputError listing them."""
+    """Parse a datalist (whitespace-separated columns, blank lines, CRLF and a BOM allowed).
+
+    A line has exactly n_frames + 3 columns (with --face none, n_frames + 1 is also accepted).
+    A datalist whose lines all have the column count of the other --n_frames is refused naming
+    that flag; other malformed lines raise one InputError listing them with line and column
+    (e.g. a path containing a space, which splits one column into two).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: datalist not found")
-    need = 1 + n_frames + (2 if face != "none" else 0)
+    full = n_frames + 3
+    allowed = (full,) if face != "none" else (full, 1 + n_frames)
+    lines = [(n, line.split()) for n, line in
+             enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1)]
+    lines = [(n, cols) for n, cols in lines if cols]
+    counts = {len(cols) for _, cols in lines}
+    if len(counts) == 1 and not counts & set(allowed):
+        c = counts.pop()
+        other = [k for k in (5, 9) if k != n_frames and c in (k + 3, k + 1)]
+        if other:
+            raise InputError(
+                f"{path}: every line has {c} columns, the layout of a --n_frames {other[0]} "
+                f"datalist ({' '.join(column_names(other[0], c == other[0] + 3))}); --n_frames "
+                f"is {n_frames}, which needs {full} columns. Pass --n_frames {other[0]}")
     samples, bad = [], []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        cols = line.split()
-        if not cols:
-            continue
-        if len(cols) < need:
-            bad.append(f"line {lineno}: {len(cols)} columns, expected {1 + n_frames + 2}")
+    for lineno, cols in lines:
+        if len(cols) not in allowed:
+            bad.append(f"line {lineno}: {len(cols)} columns, expected {full} "
+                       f"({' '.join(column_names(n_frames))})" + _first_odd_column(cols, n_frames))
             continue
         blur = [str(Path(train_root) / c) for c in cols[1:1 + n_frames]]
         coeff = str(Path(train_root) / cols[1 + n_frames]) if len(cols) > 1 + n_frames else None
@@ -58,6 +85,21 @@ def parse_datalist(path, data_root="./dataset", train_root="./training_set", n_f
     if not samples:
         raise InputError(f"{path}: datalist is empty")
     return samples
+
+
+def _first_odd_column(cols: list[str], n_frames: int) -> str:
+    """Where a line with the wrong column count goes wrong: the first column that is not the
+    kind of file its position holds (image, or .txt for the coefficients)."""
+    kinds = ["image"] * (1 + n_frames) + ["txt", "image"]
+    for j, (col, kind) in enumerate(zip(cols, kinds), 1):
+        suffix = Path(col).suffix.lower()
+        ok = suffix == ".txt" if kind == "txt" else suffix in IMAGE_SUFFIXES
+        if not ok:
+            hint = (" - a path containing a space? Columns are separated by whitespace, so "
+                    "paths in a datalist cannot contain any" if len(cols) > len(kinds) else "")
+            return (f"; column {j} ({column_names(n_frames)[j - 1]}) is {col!r}, not "
+                    f"{'a .txt file' if kind == 'txt' else 'an image path'}{hint}")
+    return ""
 
 
 def validate(samples: list[Sample], face: str, patch_size: int, source: str) -> np.ndarray:

@@ -5,15 +5,10 @@ al., "Face Video Deblurring using 3D Facial Priors", ICCV 2019, Tables 1-3) repo
 SSIM of restored frames against the sharp frames and an identity distance from a face
 recognition network. This module reproduces those measurements with public tools:
 
-- PSNR: 10*log10(255^2 / MSE), MSE over every pixel and channel in float64 (uint8 inputs,
-  data range 255). Identical images give +inf (written as null in JSON, "inf" in CSV).
-- SSIM: the Wang et al. (2004) index exactly as scikit-image's `structural_similarity` computes
-  it by default (7x7 uniform window, K1=0.01, K2=0.03, sample covariance, borders of 3 pixels
-  cropped, mean over pixels and then over channels), data range 255.
-- Y: ITU-R BT.601 luma as MATLAB's rgb2ycbcr computes it for uint8 RGB,
-  Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255 with R, G, B in 0..255 (so Y in 16..235),
-  kept in float64 (not rounded) and scored with data range 255 - the convention of the
-  deblurring / super-resolution literature.
+- PSNR, SSIM and their Y (BT.601 luma) variants, and how frames are averaged into per-video and
+  ALL figures: common/metrics.py, the one implementation shared with `run_model.py --gt_path`
+  and training validation. ALL is the mean over all frames (frame-weighted), not the mean of
+  the per-video means; the table, CSV and JSON say so.
 - Identity distance: Euclidean distance between dlib's 128-d face descriptors
   (dlib_face_recognition_resnet_model_v1.dat, 5-point alignment with
   shape_predictor_5_face_landmarks.dat, both from the face-recognition-models package) of the
@@ -38,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import uniform_filter
-
+from common import metrics
 from deblur.video import write_video
 from preprocess.fileio import InputError, atomic_path, read_image, write_image, write_text
 
@@ -48,55 +42,10 @@ METRICS = ("psnr", "ssim", "psnr_y", "ssim_y", "id_dist")
 
 
 # ----------------------------------------------------------------------------- metrics
-def psnr(a, b, data_range: float = 255.0) -> float:
-    """PSNR in dB of two same-shape arrays (any dtype; compared in float64)."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"psnr: shapes differ {a.shape} vs {b.shape}")
-    mse = np.mean((a - b) ** 2)
-    if mse == 0:
-        return math.inf
-    return float(10.0 * np.log10(data_range ** 2 / mse))
-
-
-def _ssim_2d(x: np.ndarray, y: np.ndarray, data_range: float, win: int) -> float:
-    """Mean SSIM of two float64 HxW images (scikit-image's default, non-Gaussian variant)."""
-    c1 = (0.01 * data_range) ** 2
-    c2 = (0.03 * data_range) ** 2
-    npix = win * win
-    cov_norm = npix / (npix - 1.0)  # unbiased (sample) covariance, as scikit-image's default
-    ux = uniform_filter(x, size=win)
-    uy = uniform_filter(y, size=win)
-    uxx = uniform_filter(x * x, size=win)
-    uyy = uniform_filter(y * y, size=win)
-    uxy = uniform_filter(x * y, size=win)
-    vx = cov_norm * (uxx - ux * ux)
-    vy = cov_norm * (uyy - uy * uy)
-    vxy = cov_norm * (uxy - ux * uy)
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))
-    pad = (win - 1) // 2  # filter outputs near the border see reflected pixels: excluded
-    return float(s[pad:s.shape[0] - pad, pad:s.shape[1] - pad].mean())
-
-
-def ssim(a, b, data_range: float = 255.0, win: int = 7) -> float:
-    """SSIM of HxW or HxWxC images (channels last; mean over channels)."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"ssim: shapes differ {a.shape} vs {b.shape}")
-    if min(a.shape[:2]) < win:
-        raise ValueError(f"ssim: image {a.shape[:2]} smaller than the {win}x{win} window")
-    if a.ndim == 2:
-        return _ssim_2d(a, b, data_range, win)
-    return float(np.mean([_ssim_2d(a[..., c], b[..., c], data_range, win)
-                          for c in range(a.shape[2])]))
-
-
-def rgb_to_y(rgb) -> np.ndarray:
-    """uint8 (or 0..255 float) HxWx3 RGB -> float64 HxW BT.601 luma in 16..235 (MATLAB rgb2ycbcr)."""
-    rgb = np.asarray(rgb, dtype=np.float64)
-    return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
+# One implementation for evaluate.py, run_model.py --gt_path and training validation:
+# common/metrics.py (definitions and the averaging rule in its docstring). Re-exported here
+# for callers of this module.
+psnr, ssim, rgb_to_y = metrics.psnr, metrics.ssim, metrics.rgb_to_y
 
 
 # ----------------------------------------------------------------------------- identity
@@ -182,16 +131,8 @@ class Report:
     notes: list = field(default_factory=list)
 
 
-def _mean(values) -> float | None:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return None
-    return float(np.mean(vals))
-
-
 def _score(img: np.ndarray, gt: np.ndarray) -> dict:
-    return {"psnr": psnr(img, gt), "ssim": ssim(img, gt),
-            "psnr_y": psnr(rgb_to_y(img), rgb_to_y(gt)), "ssim_y": ssim(rgb_to_y(img), rgb_to_y(gt))}
+    return metrics.frame_metrics(img, gt)
 
 
 def _load_pair(path: Path, ref_shape, what: str) -> np.ndarray:
@@ -252,12 +193,11 @@ def evaluate(pred, gt, blurry=None, identity: bool = True, progress=None) -> Rep
             if progress is not None:
                 progress(video, p.name)
     keys = [k for k in rep.rows[0] if k not in ("video", "frame", "id_fallback")]
-    for video in vids:
-        vr = [r for r in rep.rows if r["video"] == video]
-        rep.videos[video] = {k: _mean(_finite_or_none(r[k]) for r in vr) for k in keys}
-        rep.videos[video]["frames"] = len(vr)
-    rep.overall = {k: _mean(_finite_or_none(r[k]) for r in rep.rows) for k in keys}
-    rep.overall["frames"] = len(rep.rows)
+    # The project's one averaging rule (common/metrics.py): per video = mean over its frames,
+    # ALL = mean over every frame (frame-weighted), +inf PSNR left out.
+    rep.videos, rep.overall = metrics.summarize(rep.rows, keys)
+    for m in [*rep.videos.values(), rep.overall]:
+        m.pop("inf_psnr_frames", None)
     if any(math.isinf(r["psnr"]) for r in rep.rows):
         rep.notes.append("some frames are identical to the ground truth (PSNR = inf); "
                          "they are left out of the PSNR means")
@@ -265,12 +205,6 @@ def evaluate(pred, gt, blurry=None, identity: bool = True, progress=None) -> Rep
         rep.notes.append(f"identity: no face found by dlib on {n_fallback} sharp frame(s); "
                          "the whole frame was used as the face box there")
     return rep
-
-
-def _finite_or_none(v):
-    if v is None or (isinstance(v, float) and math.isinf(v)):
-        return None
-    return v
 
 
 # ----------------------------------------------------------------------------- output
@@ -305,22 +239,19 @@ def format_table(rep: Report) -> str:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("PSNR in dB (data range 255); Y = BT.601 luma (MATLAB rgb2ycbcr); "
                  "id dist = dlib 128-d descriptor distance to the sharp frame (same person < 0.6)")
+    lines.append("averaging: " + metrics.AVERAGING)
     lines.extend("note: " + n for n in rep.notes)
     return "\n".join(lines)
 
 
-def _json_safe(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_json_safe(x) for x in v]
-    return v
+# Frame column of the CSV's mean rows: names the averaging (per video: over its frames; ALL: over
+# every frame of every video).
+MEAN_ROW = "mean_over_frames"
 
 
 def write_reports(rep: Report, out_prefix) -> tuple[Path, Path]:
-    """Write `<prefix>.csv` (per-frame rows + per-video and ALL mean rows) and `<prefix>.json`."""
+    """Write `<prefix>.csv` (per-frame rows + per-video and ALL mean rows, frame column
+    `mean_over_frames`) and `<prefix>.json` (with the metric definitions and the averaging)."""
     out_prefix = Path(out_prefix)
     csv_path = out_prefix.with_name(out_prefix.name + ".csv")
     json_path = out_prefix.with_name(out_prefix.name + ".json")
@@ -331,15 +262,12 @@ def write_reports(rep: Report, out_prefix) -> tuple[Path, Path]:
         for r in rep.rows:
             w.writerow({k: _csv_val(r.get(k)) for k in keys})
         for name, m in list(rep.videos.items()) + [("ALL", rep.overall)]:
-            w.writerow({"video": name, "frame": "mean", **{k: _csv_val(m.get(k)) for k in keys
+            w.writerow({"video": name, "frame": MEAN_ROW, **{k: _csv_val(m.get(k)) for k in keys
                                                            if k not in ("video", "frame", "id_fallback")}})
-    doc = {"metric_definitions": {
-        "psnr": "10 log10(255^2/MSE) over RGB, dB", "ssim": "scikit-image structural_similarity, 7x7 "
-        "uniform window, data_range 255, mean over RGB channels", "psnr_y/ssim_y": "same on BT.601 luma "
-        "Y = 16 + (65.481 R + 128.553 G + 24.966 B)/255 (float)", "id_dist": "Euclidean distance of dlib "
+    doc = {"metric_definitions": {**metrics.DEFINITIONS, "id_dist": "Euclidean distance of dlib "
         "128-d descriptors to the sharp frame (same person < 0.6)"},
-        "overall": rep.overall, "videos": rep.videos, "frames": rep.rows, "notes": rep.notes}
-    write_text(json_path, json.dumps(_json_safe(doc), indent=1) + "\n")
+        "averaging": metrics.AVERAGING, "overall": rep.overall, "videos": rep.videos, "frames": rep.rows, "notes": rep.notes}
+    write_text(json_path, json.dumps(metrics.json_safe(doc), indent=1) + "\n")
     return csv_path, json_path
 
 

@@ -17,9 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from common import metrics
 from deblur.network import (coeff_patch, crop_back, image_channels, pad_to_valid, uses_coeff,
                             uses_render)
-from preprocess.fileio import InputError, read_coeff, read_image, write_image
+from preprocess.fileio import InputError, read_coeff, read_image, write_image, write_text
+
+
+class NonFiniteOutput(InputError):
+    """The network produced NaN/inf: the checkpoint's weights are ruined (e.g. saved by a
+    diverging run). Nothing is written for that frame."""
 
 
 class Deblurrer:
@@ -27,14 +33,17 @@ class Deblurrer:
 
     `deblur(frames, render=None, coeff=None)`: frames = n_frames uint8 HxWx3 arrays (t-2..t+2),
     render uint8 HxWx3, coeff the 239/257 coefficient vector -> uint8 HxWx3 restored frame.
+    Raises NonFiniteOutput (naming `source`, the checkpoint) when the network output holds
+    NaN or infinite values, instead of returning a black or saturated frame.
     """
 
     def __init__(self, net, config: dict, transpose_portrait: bool = True,
-                 jit_compile: bool = False):
+                 jit_compile: bool = False, source: str | None = None):
         self.net = net
         self.config = config
         self.transpose_portrait = transpose_portrait
         self.jit_compile = jit_compile
+        self.source = source or "the network"
         self._fn = None
 
     def _predict(self, inputs):
@@ -91,6 +100,13 @@ class Deblurrer:
                 raise ValueError("this checkpoint uses the coefficient prior: coeff is required")
             inputs["coeff"] = np.repeat(coeff_patch(coeff)[None], batch, axis=0)
         out = crop_back(self._predict(inputs), size)
+        bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+        if bad:
+            # np.clip/astype would turn NaN into 0 (a black frame) without a word.
+            raise NonFiniteOutput(
+                f"{self.source}: network output has {bad} NaN/infinite values of {np.size(out)}; "
+                f"the checkpoint's weights are ruined (saved after training diverged?) - use an "
+                f"earlier checkpoint")
         # Gray: the three channel batches back onto channels; colour: the single batch item.
         out = out[..., 0].transpose(1, 2, 0) if gray else out[0]
         if rot:
@@ -113,53 +129,155 @@ def list_videos(input_path) -> list[Path]:
     return vids
 
 
+def frame_names(video: Path) -> list[str]:
+    names = sorted(p.name for p in (video / "blur_0").glob("*.png"))
+    if not names:
+        raise InputError(f"{video / 'blur_0'}: no PNG frames")
+    return names
+
+
+def read_inputs(video: Path, name: str, config: dict):
+    """(frames t-r..t+r, render or None, coefficients or None) of one testing-set frame."""
+    offsets = frame_offsets(config["n_frames"])
+    frames = [read_image(video / f"blur_{o}" / name) for o in offsets]
+    shape = frames[0].shape
+    for o, f in zip(offsets, frames):
+        if f.shape != shape:
+            raise InputError(f"{video / f'blur_{o}' / name}: size {f.shape[1]}x{f.shape[0]} "
+                             f"differs from blur_0 ({shape[1]}x{shape[0]})")
+    render = read_image(video / "render" / name) if uses_render(config["face"]) else None
+    coeff = (read_coeff(video / "face" / name.replace(".png", ".txt"))
+             if uses_coeff(config["face"]) else None)
+    return frames, render, coeff
+
+
+def score_frame(result: np.ndarray, gt_path: Path) -> dict:
+    """common.metrics.frame_metrics of a result against its ground-truth file."""
+    try:
+        return metrics.frame_metrics(result, read_image(gt_path))
+    except ValueError as e:
+        raise InputError(f"{gt_path}: {e}") from None
+
+
+def summary(rows: list[dict]) -> dict:
+    """The metrics document of a scored run: per-frame rows, per-video means, ALL (all frames)."""
+    videos, overall = metrics.summarize(rows)
+    return {"averaging": metrics.AVERAGING, "definitions": metrics.DEFINITIONS,
+            "videos": videos, "all_frames": overall, "frames": rows}
+
+
+def format_means(name: str, m: dict) -> str:
+    return (f"{name:>24s}  PSNR {_fmt(m['psnr'])} dB  SSIM {_fmt(m['ssim'], 4)}  "
+            f"PSNR-Y {_fmt(m['psnr_y'])} dB  SSIM-Y {_fmt(m['ssim_y'], 4)}  ({m['frames']} frames)")
+
+
 def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
              skip_existing: bool = False, log=print) -> dict:
-    """Deblur every video of a testing_set-style folder; returns per-video metrics when gt."""
+    """Deblur every video of a testing_set-style folder.
+
+    With `gt_path`, every written frame is scored with common/metrics.py (PSNR/SSIM, RGB and Y)
+    and `<output_path>/metrics.json` holds the per-frame values, the per-video means and ALL,
+    the mean over all frames (frame-weighted; the averaging is written beside it). Returns
+    {"videos": {video: means}, "all_frames": means, "frames": rows, "averaging": ...} or {}
+    without ground truth. A frame whose network output is not finite stops the run
+    (NonFiniteOutput naming the checkpoint and the frame); nothing is written for it.
+    """
     cfg = deblurrer.config
-    offsets = frame_offsets(cfg["n_frames"])
-    results = {}
+    rows = []
     times = []
     for vid in list_videos(input_path):
         out_dir = Path(output_path) / vid.name
-        names = sorted(p.name for p in (vid / "blur_0").glob("*.png"))
-        if not names:
-            raise InputError(f"{vid / 'blur_0'}: no PNG frames")
-        scores = []
-        for name in names:
+        for name in frame_names(vid):
             dst = out_dir / name
             if not (skip_existing and dst.is_file()):
-                frames = [read_image(vid / f"blur_{o}" / name) for o in offsets]
-                shape = frames[0].shape
-                for o, f in zip(offsets, frames):
-                    if f.shape != shape:
-                        raise InputError(f"{vid / f'blur_{o}' / name}: size {f.shape[1]}x{f.shape[0]} "
-                                         f"differs from blur_0 ({shape[1]}x{shape[0]})")
-                render = (read_image(vid / "render" / name) if uses_render(cfg["face"]) else None)
-                coeff = (read_coeff(vid / "face" / name.replace(".png", ".txt"))
-                         if uses_coeff(cfg["face"]) else None)
+                frames, render, coeff = read_inputs(vid, name, cfg)
                 t = time.time()
-                res = deblurrer.deblur(frames, render, coeff)
+                try:
+                    res = deblurrer.deblur(frames, render, coeff)
+                except NonFiniteOutput as e:
+                    raise NonFiniteOutput(f"{e} (first bad frame: {vid.name}/{name}; "
+                                          f"{len(times)} frame(s) written before it)") from None
                 times.append(time.time() - t)
                 write_image(dst, res)
                 log(f"{dst}  {times[-1]:.3f}s")
             if gt_path is not None:
-                gt = _find_gt(Path(gt_path), vid.name, name)
-                scores.append(_psnr_ssim(read_image(dst), read_image(gt)))
-        if scores:
-            s = np.asarray(scores)
-            results[vid.name] = {"psnr": float(s[:, 0].mean()), "ssim": float(s[:, 1].mean()),
-                                 "frames": len(scores)}
-    if results:
-        results["mean"] = {"psnr": float(np.mean([v["psnr"] for v in results.values()])),
-                           "ssim": float(np.mean([v["ssim"] for v in results.values()]))}
-        for k, v in results.items():
-            log(f"{k:>24s}  PSNR {v['psnr']:.3f} dB  SSIM {v['ssim']:.4f}")
-        Path(output_path).mkdir(parents=True, exist_ok=True)
-        (Path(output_path) / "metrics.json").write_text(json.dumps(results, indent=2))
+                m = score_frame(read_image(dst), _find_gt(Path(gt_path), vid.name, name))
+                rows.append({"video": vid.name, "frame": name, **m})
+    results = {}
+    if rows:
+        results = summary(rows)
+        log(f"PSNR/SSIM against {gt_path} (common/metrics.py; {metrics.AVERAGING}):")
+        for k, v in [*results["videos"].items(), ("ALL (all frames)", results["all_frames"])]:
+            log(format_means(k, v))
+        write_text(Path(output_path) / "metrics.json",
+                   json.dumps(metrics.json_safe(results), indent=1) + "\n")
     if times:
         log(f"mean time per frame: {np.mean(times):.3f}s over {len(times)} frames")
     return results
+
+
+class Validator:
+    """Scores a network on a small testing-set-layout folder during training (no files written).
+
+    `input_path`: `<video>/blur_-2..blur_2, face/, render/` as for --phase test; `gt_path`:
+    `<video>/NNNNN.png` or `<video>/sharp/`. Inputs and ground truth are read once and kept in
+    memory (validation sets are small). `__call__(net, config)` deblurs every frame exactly as
+    the test phase does (padding, transposition, uint8 rounding) and returns `summary(rows)`.
+    """
+
+    def __init__(self, input_path, gt_path, config: dict, max_frames: int | None = None):
+        self.items = []
+        for vid in list_videos(input_path):
+            for name in frame_names(vid):
+                if max_frames and len(self.items) >= max_frames:
+                    break
+                gt = read_image(_find_gt(Path(gt_path), vid.name, name))
+                self.items.append((vid.name, name, read_inputs(vid, name, config), gt))
+        self.source = str(input_path)
+        self._deblurrer = None
+
+    @classmethod
+    def from_datalist(cls, datalist, data_root, train_root, config: dict,
+                      max_frames: int | None = None) -> "Validator":
+        """Validation samples from a datalist (the format of training, e.g. the recipe's
+        `datalist_val.txt`); with `max_frames`, that many samples evenly spread over the list."""
+        from deblur.data import parse_datalist
+
+        samples = parse_datalist(datalist, data_root, train_root, config["n_frames"], config["face"])
+        if max_frames and len(samples) > max_frames:
+            samples = [samples[int(i)] for i in np.linspace(0, len(samples) - 1, max_frames).round()]
+        self = cls.__new__(cls)
+        self.items, self.source, self._deblurrer = [], str(datalist), None
+        for s in samples:
+            frames = [read_image(p) for p in s.blur]
+            render = read_image(s.render) if uses_render(config["face"]) else None
+            coeff = read_coeff(s.coeff) if uses_coeff(config["face"]) else None
+            self.items.append((Path(s.sharp).parent.parent.name, Path(s.sharp).name,
+                               (frames, render, coeff), read_image(s.sharp)))
+        return self
+
+    def blurry(self) -> dict:
+        """`summary` of the centre blurry frames against the ground truth (the input's score)."""
+        rows = [{"video": v, "frame": n, **metrics.frame_metrics(f[len(f) // 2], gt)}
+                for v, n, (f, _, _), gt in self.items]
+        return summary(rows)
+
+    def __call__(self, net, config: dict, source: str = "the network being trained") -> dict:
+        if self._deblurrer is None or self._deblurrer.net is not net:
+            self._deblurrer = Deblurrer(net, config, source=source)
+        rows = []
+        for video, name, (frames, render, coeff), gt in self.items:
+            res = self._deblurrer.deblur(frames, render, coeff)
+            try:
+                m = metrics.frame_metrics(res, gt)
+            except ValueError as e:
+                raise InputError(f"validation ground truth {video}/{name}: {e}") from None
+            rows.append({"video": video, "frame": name, **m})
+        return summary(rows)
+
+
+def _fmt(v, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def _find_gt(gt_root: Path, video: str, name: str) -> Path:
@@ -168,12 +286,3 @@ def _find_gt(gt_root: Path, video: str, name: str) -> Path:
             return cand
     raise InputError(f"{gt_root}: no ground truth for {video}/{name} "
                      f"(looked in {video}/ and {video}/sharp/)")
-
-
-def _psnr_ssim(a, b):
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    if a.shape != b.shape:
-        raise InputError(f"result {a.shape} and ground truth {b.shape} differ in size")
-    return (peak_signal_noise_ratio(b, a, data_range=255),
-            structural_similarity(b, a, channel_axis=-1, data_range=255))

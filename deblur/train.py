@@ -9,11 +9,21 @@ Added: exact resume (weights, Adam state, step, hence learning rate, and the dat
 is a function of the step), keep-last-K checkpoints, TensorBoard scalars and images, a progress
 bar, NaN detection (stop, keep the last good checkpoint), time limit, several GPUs through
 MirroredStrategy, and mixed precision (deblur/precision.py).
+
+Settings that cannot work together (`check_settings`: --patch_size against --levels and
+--face; --n_frames against the datalist's columns) are refused before any file is read.
+A checkpoint is written only when it is good: its weights and optimizer state are finite, the
+loss of the step that produced it is finite, and so is the loss of the saved weights on that
+step's batch (finite weights can still overflow to inf/NaN outputs after a too-large step).
+Resume takes the newest checkpoint that passes the same test (read back, finite, finite loss
+on its batch); damaged or ruined newer ones are named and moved aside (`.damaged`,
+`.nonfinite`), never deleted.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -21,12 +31,53 @@ import numpy as np
 
 from deblur import checkpoint as ckpt
 from deblur.data import make_dataset, parse_datalist, validate
-from deblur.network import build_generator, resize_bilinear_tf1
-from preprocess.fileio import InputError
+from deblur.network import build_generator, min_size, resize_bilinear_tf1, size_multiple, uses_coeff
+from preprocess.fileio import InputError, atomic_path
 
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+# Training arguments whose change on resume alters the run (reported, not refused: lowering
+# --lr is the advised recovery after a divergence).
+RUN_ARGS = ("lr", "batch_size", "patch_size", "seed", "datalist", "data_root", "train_root", "precision")
+
+
+def check_settings(args) -> None:
+    """Refuse flag values that cannot work together, before any file is read.
+
+    --patch_size must be a multiple of `size_multiple(levels)` (each scale is downsampled 4x
+    by two stride-2 convolutions) and, when the identity coefficients are used (--face both or
+    coeff), at least `min_size(levels)` = 36 * 2**(levels-1): below it the coarsest scale's
+    bottleneck is smaller than the 9x9 identity patch, so the network would train on a cropped
+    patch while testing (which pads frames to that size) sees all 81 values.
+    With --val_every, --val_datalist or both --val_input_path and --val_gt_path are needed.
+    Raises InputError naming the flag.
+    """
+    if getattr(args, "val_every", 0) and not getattr(args, "val_datalist", None):
+        missing = [f"--{k}" for k in ("val_input_path", "val_gt_path") if not getattr(args, k, None)]
+        if missing:
+            raise InputError(f"--val_every {args.val_every} needs {' and '.join(missing)}")
+    for flag in ("levels", "channels", "batch_size", "patch_size", "save_every", "keep", "log_every"):
+        v = getattr(args, flag, 1)
+        if v is not None and v < 1:
+            raise InputError(f"--{flag} must be at least 1, got {v}")
+    levels, face, patch = args.levels, args.face, args.patch_size
+    m = size_multiple(levels)
+    if patch % m:
+        raise InputError(f"--patch_size {patch} is not a multiple of {m}, which --levels {levels} "
+                         f"needs (each of the {levels} scales is downsampled 4x); use "
+                         f"{max(m, patch // m * m)} or {(patch // m + 1) * m}")
+    lo = min_size(levels, face)
+    if uses_coeff(face) and patch < lo:
+        bott = patch // 2 ** (levels - 1) // 4
+        raise InputError(
+            f"--patch_size {patch} is below the minimum {lo} for --levels {levels} with --face "
+            f"{face}: the coarsest scale's bottleneck would be {bott}x{bott}, so only the central "
+            f"{min(bott, 9)}x{min(bott, 9)} of the 9x9 identity patch would reach the network "
+            f"(testing pads frames to {lo} and sees all 81 values). Use --patch_size {lo} or more, "
+            f"fewer --levels, or --face render/none")
 
 
 def default_train_dir(face, levels, patch_size) -> Path:
@@ -89,14 +140,21 @@ def train(args) -> dict:
     """Run training from parsed run_model.py arguments.
 
     Returns {"step", "max_steps", "loss", "losses" (this run's per-step totals), "checkpoint",
-    "seconds", "precision"}.
+    "seconds", "precision", "validation_log"} (with --val_every: one {"step", psnr, ssim, psnr_y,
+    ssim_y, "frames"} per validation, ALL = mean over all validation frames, also written to
+    TensorBoard as val/*; "validation" = the last one).
     """
     import tensorflow as tf
     from tqdm import tqdm
 
     from deblur.precision import set_precision
 
+    check_settings(args)
     n_frames, face = args.n_frames, args.face
+    config = dict(face=face, levels=args.levels, model=args.model, n_frames=n_frames,
+                  channels=args.channels)
+    train_dir = Path(args.checkpoint_dir or default_train_dir(face, args.levels, args.patch_size))
+    _check_resume_settings(train_dir, config)
     samples = parse_datalist(args.datalist, args.data_root, args.train_root, n_frames, face)
     patches = validate(samples, face, args.patch_size, str(args.datalist))
     max_steps = int(args.epoch * len(samples) // args.batch_size)
@@ -105,15 +163,12 @@ def train(args) -> dict:
     if max_steps < 1:
         raise InputError(f"{args.datalist}: {len(samples)} samples with batch {args.batch_size} "
                          f"and epoch {args.epoch} give no training step")
-    train_dir = Path(args.checkpoint_dir or default_train_dir(face, args.levels, args.patch_size))
     train_dir.mkdir(parents=True, exist_ok=True)
 
     precision = set_precision(args.precision)
     gpus = tf.config.list_physical_devices("GPU")
     strategy = (tf.distribute.MirroredStrategy() if len(gpus) > 1
                 else tf.distribute.get_strategy())
-    config = dict(face=face, levels=args.levels, model=args.model, n_frames=n_frames,
-                  channels=args.channels)
     import keras
 
     keras.utils.set_random_seed(args.seed)  # same initial weights for the same --seed
@@ -121,26 +176,44 @@ def train(args) -> dict:
         net = build_generator(**config)
         opt, schedule = make_optimizer(args.lr, max_steps, precision)
         opt.build(net.trainable_variables)
+    eval_loss = build_eval_loss(net, strategy)
+    validator = None
+    if getattr(args, "val_every", 0):
+        from deblur.inference import Validator
+
+        n_val = getattr(args, "val_frames", 0) or None
+        if getattr(args, "val_datalist", None):
+            validator = Validator.from_datalist(args.val_datalist, args.data_root, args.train_root,
+                                                config, max_frames=n_val)
+        else:
+            validator = Validator(args.val_input_path, args.val_gt_path, config, max_frames=n_val)
+        blurry = validator.blurry()["all_frames"]
+        print(f"Validation: {len(validator.items)} frames of {validator.source} every "
+              f"{args.val_every} steps (blurry input: PSNR {blurry['psnr']:.3f} dB, "
+              f"SSIM {blurry['ssim']:.4f})")
+
+    def batch_of(step):
+        """The (inputs, target) batch of 0-based `step` (batches are a function of seed, step)."""
+        ds1 = make_dataset(samples, patches, face=face, model=args.model,
+                           batch_size=args.batch_size, patch_size=args.patch_size,
+                           seed=args.seed, start_step=step, end_step=step + 1)
+        return next(iter(strategy.experimental_distribute_dataset(ds1)))
 
     start = 0
-    existing = ckpt.native_checkpoints(train_dir)
-    if existing:
-        weights, opt_state, meta = ckpt.read_native(existing[-1])
-        if meta["config"] != config:
-            raise InputError(f"{existing[-1]}: was trained with {meta['config']}, "
-                             f"flags give {config}; use another --checkpoint_dir")
-        ckpt.assign_by_name(net, weights, str(existing[-1]))
-        ckpt.restore_optimizer(opt, opt_state, str(existing[-1]))
-        start = int(meta["step"])
-        print(f"Resuming from {existing[-1]} at step {start}")
+    resumed = None
+    if ckpt.native_checkpoints(train_dir):
+        resumed, start = _resume(train_dir, net, opt, config, args, max_steps, eval_loss, batch_of)
     elif args.init_checkpoint:
-        src_net, _, _ = ckpt.load_generator(args.init_checkpoint, dict(config), verbose=True)
+        src_net, src_cfg, _ = ckpt.load_generator(args.init_checkpoint, dict(config), verbose=False)
         ckpt.assign_by_name(net, ckpt.network_arrays(src_net), str(args.init_checkpoint))
+        if src_cfg["levels"] != config["levels"]:
+            print(f"note: {args.init_checkpoint} was trained with levels={src_cfg['levels']}; its "
+                  f"weights (shared by all scales) start a --levels {config['levels']} network")
         print(f"Initialised weights from {args.init_checkpoint}")
     if start >= max_steps:
         print(f"Training already finished: step {start} of {max_steps}")
         return {"step": start, "max_steps": max_steps, "losses": [],
-                "checkpoint": str(existing[-1]) if existing else None}
+                "checkpoint": str(resumed) if resumed else None}
     end = min(max_steps, start + args.stop_after) if args.stop_after else max_steps
 
     ds = make_dataset(samples, patches, face=face, model=args.model, batch_size=args.batch_size,
@@ -149,75 +222,210 @@ def train(args) -> dict:
     ds = strategy.experimental_distribute_dataset(ds)
 
     train_step = build_train_step(net, opt, strategy, jit_compile=bool(args.xla))
-    validator = None
-    if getattr(args, "val_datalist", None):
-        from deblur.validate import Validator, load_validation
-
-        val = load_validation(args.val_datalist, args.data_root, args.train_root, n_frames, face,
-                              getattr(args, "val_frames", 0))
-        validator = Validator(val, train_dir, getattr(args, "val_every", 1000))
-        print(f"Validation: {len(val)} frames of {args.val_datalist} every {validator.every} steps "
-              f"(blurry input: PSNR {val.psnr_blurry:.3f} dB, SSIM {val.ssim_blurry:.4f})")
 
     writer = tf.summary.create_file_writer(str(train_dir))
     meta_extra = {"max_steps": max_steps, "args": {k: (str(v) if isinstance(v, Path) else v)
                                                     for k, v in vars(args).items()}}
 
-    def save(step):
+    def last_good() -> str:
+        good = ckpt.native_checkpoints(train_dir)
+        return (f"Last good checkpoint: {good[-1]} (its weights and loss are finite); rerun with "
+                f"a lower --lr and the same --checkpoint_dir to resume from it" if good else
+                "No checkpoint was saved; rerun with a lower --lr (or check the data)")
+
+    def save(step, x, y, loss_v):
+        # Only a good state becomes a checkpoint: finite weights and optimizer state, and a
+        # finite loss of the saved weights on the batch that produced them.
+        bad = ckpt.nonfinite_arrays(ckpt.network_arrays(net))
+        bad += ckpt.nonfinite_arrays({v.path: np.asarray(v) for v in opt.variables})
+        checked = float(eval_loss(x, y)) if not bad else float("nan")
+        if bad or not math.isfinite(checked):
+            why = (f"{len(bad)} variable(s) hold NaN/inf ({', '.join(bad[:3])})" if bad else
+                   f"the new weights give loss {checked} on their batch (training loss was {loss_v:.5g})")
+            raise TrainingDiverged(f"training diverged at step {step}: {why}; not saved. {last_good()}")
         path = ckpt.save_native(train_dir / f"deblur-{step}.npz", net, config, step, opt,
-                                extra=meta_extra)
+                                extra={**meta_extra, "loss": loss_v, "checked_loss": checked})
         for old in ckpt.native_checkpoints(train_dir)[:-args.keep]:
             old.unlink()
         return path
 
+    def run_validation(step):
+        from deblur.inference import NonFiniteOutput, format_means
+
+        try:
+            doc = validator(net, config)
+        except NonFiniteOutput as e:
+            raise TrainingDiverged(f"validation at step {step}: {e}. {last_good()}") from None
+        m = doc["all_frames"]
+        with writer.as_default(step=step):
+            for k in ("psnr", "ssim", "psnr_y", "ssim_y"):
+                if m[k] is not None:
+                    tf.summary.scalar(f"val/{k}", m[k])
+            tf.summary.scalar("val/psnr_gain", m["psnr"] - blurry["psnr"])
+        best = log_validation(train_dir, step, time.time() - t0, m, blurry, last_path)
+        bar.write(f"validation at step {step}: " + format_means("ALL (all frames)", m).strip()
+                  + f"; input PSNR {blurry['psnr']:.3f} dB" + (" [best -> best.npz]" if best else ""))
+        val_log.append({"step": step, **m})
+
+    val_log = []
     t0 = time.time()
     last_path = None
     bar = tqdm(total=max_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
     step = start
     losses = []
     loss_v = float("nan")
-    for x, y in ds:
-        t_step = time.time()
-        loss, per_scale, out = train_step(x, y)
-        loss_v = float(loss)
-        if not math.isfinite(loss_v):
-            bar.close()
-            good = ckpt.native_checkpoints(train_dir)
-            raise TrainingDiverged(
-                f"loss became {loss_v} at step {step + 1}; stopped without saving. "
-                f"Last good checkpoint: {good[-1] if good else 'none'} "
-                f"(lower --lr or check the data)")
-        step += 1
-        losses.append(loss_v)
-        dt = time.time() - t_step
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_v:.5f}", samples_s=f"{args.batch_size / max(dt, 1e-9):.1f}")
-        if step % args.log_every == 0 or step == max_steps:
-            with writer.as_default(step=step):
-                tf.summary.scalar("loss_total", loss_v)
-                for i, p in enumerate(per_scale):
-                    tf.summary.scalar(f"loss_{i}", float(p))
-                tf.summary.scalar("learning_rate", float(schedule(step)))
-                if step % (args.log_every * 10) == 0:
-                    local = strategy.experimental_local_results(out)[0]
-                    tf.summary.image("out", tf.clip_by_value(local[..., :3], 0, 1), max_outputs=2)
-        timed_out = args.time_limit and time.time() - t0 > args.time_limit
-        validate_now = validator is not None and validator.due(step, step == end or bool(timed_out))
-        if step % args.save_every == 0 or step == end or timed_out or validate_now:
-            last_path = save(step)
-        if validate_now:
-            row = validator(net, step, time.time() - t0, last_path, writer)
-            tqdm.write(f"step {step}: val PSNR {row['psnr']:.3f} dB (input {row['psnr_blurry']:.3f}), "
-                       f"SSIM {row['ssim']:.4f} (input {row['ssim_blurry']:.4f})"
-                       + (" [best]" if row.get("best") else ""))
-        if timed_out:
-            print(f"\nTime limit of {args.time_limit:.0f}s reached at step {step}; "
-                  f"checkpoint {last_path}")
-            break
-    bar.close()
-    writer.flush()
+    try:
+        for x, y in ds:
+            t_step = time.time()
+            loss, per_scale, out = train_step(x, y)
+            loss_v = float(loss)
+            if not math.isfinite(loss_v):
+                raise TrainingDiverged(f"loss became {loss_v} at step {step + 1}; stopped without "
+                                       f"saving. {last_good()}")
+            step += 1
+            losses.append(loss_v)
+            dt = time.time() - t_step
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_v:.5f}", samples_s=f"{args.batch_size / max(dt, 1e-9):.1f}")
+            if step % args.log_every == 0 or step == max_steps:
+                with writer.as_default(step=step):
+                    tf.summary.scalar("loss_total", loss_v)
+                    for i, p in enumerate(per_scale):
+                        tf.summary.scalar(f"loss_{i}", float(p))
+                    tf.summary.scalar("learning_rate", float(schedule(step)))
+                    if step % (args.log_every * 10) == 0:
+                        local = strategy.experimental_local_results(out)[0]
+                        tf.summary.image("out", tf.clip_by_value(local[..., :3], 0, 1), max_outputs=2)
+            timed_out = args.time_limit and time.time() - t0 > args.time_limit
+            validate_now = validator is not None and (step % args.val_every == 0 or step == end
+                                                      or timed_out)
+            if step % args.save_every == 0 or step == end or timed_out or validate_now:
+                last_path = save(step, x, y, loss_v)
+            if validate_now:
+                run_validation(step)
+            if timed_out:
+                print(f"\nTime limit of {args.time_limit:.0f}s reached at step {step}; "
+                      f"checkpoint {last_path}")
+                break
+    finally:
+        bar.close()
+        writer.flush()
     summary = {"step": step, "max_steps": max_steps, "loss": loss_v, "checkpoint": str(last_path),
                "seconds": round(time.time() - t0, 1), "precision": precision}
+    if val_log:
+        summary["validation"] = val_log[-1]
     print(json.dumps(summary))
-    return {**summary, "losses": losses}
+    return {**summary, "losses": losses, "validation_log": val_log}
 
+
+VALIDATION_FIELDS = ("step", "seconds", "psnr", "ssim", "psnr_y", "ssim_y", "psnr_blurry",
+                     "ssim_blurry", "frames")
+
+
+def log_validation(train_dir, step, seconds, m, blurry, checkpoint) -> bool:
+    """Append one row to `<train_dir>/validation.csv` (means over all validation frames, the
+    blurry input's beside them); copy `checkpoint` to `best.npz` when its PSNR is the best so
+    far (also over earlier runs of the same folder). Returns whether it was the best."""
+    import csv
+    import shutil
+
+    path = Path(train_dir) / "validation.csv"
+    best_before = -math.inf
+    if path.is_file():
+        with path.open() as f:
+            best_before = max((float(r["psnr"]) for r in csv.DictReader(f) if r.get("psnr")),
+                              default=-math.inf)
+    row = {"step": step, "seconds": f"{seconds:.1f}", "frames": m["frames"],
+           "psnr_blurry": f"{blurry['psnr']:.4f}", "ssim_blurry": f"{blurry['ssim']:.4f}",
+           **{k: f"{m[k]:.4f}" for k in ("psnr", "ssim", "psnr_y", "ssim_y")}}
+    new = not path.is_file()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=VALIDATION_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+    if checkpoint is None or m["psnr"] <= best_before:
+        return False
+    with atomic_path(Path(train_dir) / "best.npz") as tmp:
+        shutil.copyfile(checkpoint, tmp)
+    return True
+
+
+def build_eval_loss(net, strategy=None):
+    """Forward-only multiscale loss of the current weights on a batch (tf.function), reduced
+    over replicas: the check that the weights about to be saved (or resumed) are usable."""
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+
+    def fn(x, y):
+        outs = net(x, training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        return multiscale_loss(outs, y)[0]
+
+    @tf.function
+    def eval_loss(x, y):
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, strategy.run(fn, args=(x, y)), axis=None)
+
+    return eval_loss
+
+
+def _check_resume_settings(train_dir, config) -> None:
+    """Before any work: refuse flags that differ from the network settings stored in the
+    newest readable checkpoint of `train_dir` (they would be refused at resume anyway)."""
+    for path in reversed(ckpt.native_checkpoints(train_dir)):
+        try:
+            meta = ckpt.read_meta(path)
+        except ckpt.CheckpointDamaged:
+            continue  # reported (and skipped) when resuming
+        _refuse_other_network(path, meta, config)
+        return
+
+
+def _refuse_other_network(path, meta, config) -> None:
+    stored = {k: meta["config"].get(k) for k in ckpt.NETWORK_KEYS}
+    diff = [k for k in ckpt.NETWORK_KEYS if stored[k] != config[k]]
+    if diff:
+        raise InputError(
+            f"{path}: was trained with " + " ".join(f"--{k} {stored[k]}" for k in diff)
+            + ", the flags give " + " ".join(f"--{k} {config[k]}" for k in diff)
+            + "; pass the checkpoint's values to resume it, or use another --checkpoint_dir")
+
+
+def _resume(train_dir, net, opt, config, args, max_steps, eval_loss, batch_of):
+    """Load the newest good checkpoint of `train_dir` into (net, opt); returns (path, step).
+
+    Newest first, a checkpoint is taken when it reads back, its weights and optimizer state
+    are finite and the loss of its weights on the batch that produced it is finite; others are
+    named and moved aside. A stored network setting that differs from the flags is refused
+    (naming the flags); a changed training argument (--lr, --batch_size, ...) is reported.
+    """
+    newest = ckpt.native_checkpoints(train_dir)[-1]
+    for path, weights, opt_state, meta in ckpt.usable_checkpoints(train_dir, set_aside=True):
+        _refuse_other_network(path, meta, config)
+        ckpt.assign_by_name(net, weights, str(path))
+        ckpt.restore_optimizer(opt, opt_state, str(path))
+        step = int(meta["step"])
+        if step > 0:
+            x, y = batch_of(step - 1)
+            checked = float(eval_loss(x, y))
+            if not math.isfinite(checked):
+                os.replace(path, path.with_name(path.name + ".nonfinite"))
+                print(f"warning: {path}: its weights give loss {checked} on the batch of step "
+                      f"{step} (ruined by a diverging step); moved aside to {path.name}.nonfinite")
+                continue
+        if path != newest:
+            print(f"note: falling back to {path.name}, the newest sound checkpoint")
+        old_args = meta.get("args") or {}
+        for k in RUN_ARGS:
+            if k in old_args and hasattr(args, k) and str(old_args[k]) != str(getattr(args, k)):
+                print(f"note: resuming with --{k} {getattr(args, k)}; {path.name} was trained with "
+                      f"--{k} {old_args[k]}")
+        if meta.get("max_steps") not in (None, max_steps):
+            print(f"note: the learning-rate schedule now decays over {max_steps} steps "
+                  f"({path.name}'s run: {meta['max_steps']})")
+        print(f"Resuming from {path} at step {step}")
+        return path, step
+    raise InputError(f"{train_dir}: no sound checkpoint left to resume from (the unusable ones "
+                     f"were moved aside, see above); rerun to start from scratch, or use another "
+                     f"--checkpoint_dir")

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.names import name_problem, safe_name
+
 from .blur import FrameReader, list_frames, list_videos
-from .fileio import write_image, write_text
+from .fileio import InputError, write_image, write_text
 from .flow import align_flow, align_homography
 from .parallel import chunks, run_tasks
 
@@ -95,6 +97,10 @@ def align_dataset(dataset, out, datalist=None, align: str = "flow", flow: str = 
     if align not in ALIGN_METHODS:
         raise ValueError(f"unknown --align {align!r} (choose from {ALIGN_METHODS})")
     vids = [v for v in list_videos(dataset, "blurry") if not videos or v.name in videos]
+    if datalist:
+        # Refuse before aligning anything what the datalist could not carry.
+        check_datalist_names([v for v in vids if (v / "sharp").is_dir()
+                              and (not datalist_videos or v.name in datalist_videos)])
     tasks, total, skipped = [], 0, 0
     for v in vids:
         files = list_frames(v / "blurry", "blurry frames")
@@ -120,6 +126,23 @@ def datalist_line(video: str, name: str, offsets) -> str:
     return " ".join(cols)
 
 
+def check_datalist_names(video_dirs) -> None:
+    """InputError naming the first clip folder or frame whose name cannot go into the
+    whitespace-separated datalist (common/names.py); nothing is written then."""
+    for v in video_dirs:
+        v = Path(v)
+        problem = name_problem(v.name)
+        if problem:
+            raise InputError(f"{v}: clip folder name {problem}; rename the folder (e.g. to "
+                             f"{safe_name(v.name)!r}) and run again")
+        for sub in ("sharp", "blurry"):
+            if (v / sub).is_dir():
+                for p in (v / sub).glob("*.png"):
+                    if not p.name.startswith(".") and name_problem(p.name):
+                        raise InputError(f"{p}: frame file name {name_problem(p.name)}; rename it "
+                                         f"(the project's frames are named 00001.png ...)")
+
+
 def write_datalist(dataset, out, path, n_frames: int = 5, videos=None) -> int:
     """Write the datalist for every video that has sharp frames and aligned neighbours.
 
@@ -130,11 +153,11 @@ def write_datalist(dataset, out, path, n_frames: int = 5, videos=None) -> int:
     """
     offsets = frame_offsets(n_frames)
     lines = []
-    for v in list_videos(dataset, "blurry"):
-        if videos and v.name not in videos:
-            continue
-        if not (v / "sharp").is_dir():
-            continue  # a test clip without ground truth: nothing to train on
+    # A test clip without ground truth (no sharp/) is not listed: nothing to train on.
+    vids = [v for v in list_videos(dataset, "blurry")
+            if (v / "sharp").is_dir() and (not videos or v.name in videos)]
+    check_datalist_names(vids)
+    for v in vids:
         for p in list_frames(v / "blurry", "blurry frames"):
             o_v = Path(out) / v.name
             if (v / "sharp" / p.name).exists() and all((o_v / f"blur_{o}" / p.name).exists() for o in offsets):

@@ -141,6 +141,9 @@ def main(argv=None) -> int:
         if a.cmd in ("frames", "all"):
             res = run_frames(a)
             print("frames:", json.dumps(res))
+            for r in res:
+                if r.get("note"):
+                    print(f"note: {r['note']}", file=sys.stderr)
             names = [r["name"] for r in res]
         videos = a.videos or (names if a.cmd == "all" else None)
         if a.cmd in ("blur", "all"):

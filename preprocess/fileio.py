@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +25,63 @@ class InputError(ValueError):
 
 
 @contextlib.contextmanager
-def atomic_path(path, suffix=None):
+def atomic_path(path, suffix=None, durable: bool = False):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
     The temporary name keeps the extension (or `suffix`) so libraries that pick a format from
-    the name (PIL, OpenCV, imageio) still work.
+    the name (PIL, OpenCV, imageio) still work. The result gets the permissions a plain
+    `open(path, "w")` would give: mode 0o666 filtered by the umask and the folder's default
+    ACL for a new file (tempfile.mkstemp would give 0o600, unreadable in a shared group
+    folder), the existing file's mode when `path` is replaced. `durable=True` also flushes the
+    file and the rename to disk (fsync), so a crash or power loss right after leaves either the
+    old or the complete new file (used for checkpoints).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ext = suffix if suffix is not None else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{ext}", dir=path.parent)
-    os.close(fd)
+    tmp = _create_temp(path.parent, f".{path.stem}.", f".tmp{ext}")
     try:
-        yield Path(tmp)
+        yield tmp
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # replacing: keep its mode
+        if durable:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
+        if durable:
+            _fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _create_temp(folder: Path, prefix: str, suffix: str) -> Path:
+    """Create an empty, new, uniquely named file as open() would (0o666 & ~umask)."""
+    for _ in range(100):
+        tmp = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{folder}: could not create a temporary file {prefix}*{suffix}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # platforms without directory handles (Windows)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on folders; the file itself is flushed
+    finally:
+        os.close(fd)
 
 
 def write_image(path, array) -> None:

@@ -33,6 +33,8 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from common.names import name_problem, safe_name
+
 from .fileio import InputError, frame_name, read_image, write_image, write_text
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -228,9 +230,22 @@ def extract_frames(video, dataset, name: str | None = None, max_frames: int | No
     Frames already written (e.g. by an interrupted run) are not rewritten. With `face_crop`,
     the smoothed boxes are saved once to `crop_boxes.txt` and re-used on re-runs so a resumed
     run crops exactly as the first one did.
+
+    The clip name must fit the whitespace-separated datalist (common/names.py): an explicit
+    `name` that does not is refused (InputError); one taken from the file name is made safe
+    ('my clip.mp4' -> 'my_clip') and the summary says so in `note`.
     """
     video = Path(video)
-    name = name or video_name(video)
+    note = None
+    if name is not None and name_problem(name):
+        raise InputError(f"--name {name!r} {name_problem(name)}; choose another clip name "
+                         f"(e.g. {safe_name(name)!r})")
+    if name is None:
+        name = video_name(video)
+        if name_problem(name):
+            note = (f"clip name {name!r} (from {video.name}) {name_problem(name)}; "
+                    f"written as {safe_name(name)!r}")
+            name = safe_name(name)
     root = Path(dataset) / name
     out_dir = root / subdir
     written = skipped = 0
@@ -242,7 +257,7 @@ def extract_frames(video, dataset, name: str | None = None, max_frames: int | No
                 continue
             write_image(path, frame)
             written += 1
-        return dict(video=str(video), name=name, frames=written + skipped, written=written, skipped=skipped)
+        return _summary(video, name, written, skipped, note)
 
     boxes_file = root / "crop_boxes.txt"
     boxes = _read_boxes(boxes_file) if boxes_file.exists() else None
@@ -266,7 +281,7 @@ def extract_frames(video, dataset, name: str | None = None, max_frames: int | No
         write_text(boxes_file, "".join(f"{frame_name(k)} {src} {cx:.3f} {cy:.3f} {side:.3f}\n"
                                        for k, (src, cx, cy, side) in boxes.items()))
     if all((out_dir / frame_name(k)).exists() for k in boxes):
-        return dict(video=str(video), name=name, frames=len(boxes), written=0, skipped=len(boxes))
+        return _summary(video, name, 0, len(boxes), note)
     source = enumerate((f for _, f in iter_video(video, len(boxes), step)), start=1)
     for k, frame in source:
         path = out_dir / frame_name(k)
@@ -276,7 +291,14 @@ def extract_frames(video, dataset, name: str | None = None, max_frames: int | No
         _, cx, cy, side = boxes[k]
         write_image(path, crop_square(frame, cx, cy, side, face_crop))
         written += 1
-    return dict(video=str(video), name=name, frames=written + skipped, written=written, skipped=skipped)
+    return _summary(video, name, written, skipped, note)
+
+
+def _summary(video, name, written, skipped, note) -> dict:
+    out = dict(video=str(video), name=name, frames=written + skipped, written=written, skipped=skipped)
+    if note:
+        out["note"] = note
+    return out
 
 
 def _read_boxes(path: Path) -> dict:

@@ -25,14 +25,18 @@ def synthetic_frames(n, h, w, seed=0):
     return sharp, blurry
 
 
-def build(root, video="clip", source=None, n=6, h=64, w=72, n_frames=5, seed=0):
+def build(root, video="clip", source=None, n=6, h=64, w=72, n_frames=5, seed=0, resize=None):
     """Write dataset/<video>/{sharp,blurry}, training_set/<video>/{blur_k,face,render} and a
-    datalist; `source` = a vd001-style folder to take real frames from (first n)."""
+    datalist; `source` = a vd001-style folder to take real frames from (first n), resized to
+    `resize` = (h, w) when given (bicubic)."""
     root = Path(root)
     if source is not None:
         names = sorted(p.name for p in (Path(source) / "blurry").glob("*.png"))[:n]
         sharp = [read_image(Path(source) / "sharp" / f) for f in names]
         blurry = [read_image(Path(source) / "blurry" / f) for f in names]
+        if resize is not None:
+            sharp, blurry = ([np.asarray(Image.fromarray(f).resize(resize[::-1], Image.BICUBIC))
+                              for f in frames] for frames in (sharp, blurry))
     else:
         sharp, blurry = synthetic_frames(n, h, w, seed)
     rng = np.random.default_rng(seed + 1)

@@ -83,7 +83,7 @@ def test_evaluate_report_and_cli(layout):
     assert doc["overall"]["frames"] == N
     assert doc["overall"]["psnr"] == pytest.approx(rep.overall["psnr"], abs=1e-9)
     rows = list(csv.DictReader(open(layout / "rep.csv")))
-    assert [r["frame"] for r in rows] == [f"{i:05d}.png" for i in range(1, N + 1)] + ["mean", "mean"]
+    assert [r["frame"] for r in rows] == [f"{i:05d}.png" for i in range(1, N + 1)] + ["mean_over_frames", "mean_over_frames"]
     strip = read_image(layout / "cmp" / "vd001" / "00001.png")
     res = read_image(layout / "results" / "vd001" / "00001.png")
     h, w = res.shape[:2]
