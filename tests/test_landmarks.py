@@ -78,7 +78,7 @@ def test_rerun_skips_and_check_cli(vd001_detected):
     assert f.read_text() == before
     write_points(f, [[1e6, 5]] * 5)
     r = run_cli("facePointDetection", "--dataset", ds, "--check", cwd=ds)
-    assert r.returncode == 1 and "00003.txt: point outside" in r.stderr
+    assert r.returncode == 2 and "00003.txt: point outside" in r.stderr
     f.write_text(before)
 
 
