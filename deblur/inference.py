@@ -136,6 +136,9 @@ def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
                         raise InputError(f"{vid / f'blur_{o}' / name}: size {f.shape[1]}x{f.shape[0]} "
                                          f"differs from blur_0 ({shape[1]}x{shape[0]})")
                 render = (read_image(vid / "render" / name) if uses_render(cfg["face"]) else None)
+                if render is not None and render.shape[:2] != shape[:2]:
+                    raise InputError(f"{vid / 'render' / name}: render size {render.shape[1]}x{render.shape[0]} "
+                                     f"differs from the frames ({shape[1]}x{shape[0]})")
                 coeff = (read_coeff(vid / "face" / name.replace(".png", ".txt"))
                          if uses_coeff(cfg["face"]) else None)
                 t = time.time()
