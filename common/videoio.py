@@ -163,6 +163,8 @@ def probe_video(path) -> VideoInfo:
         last = [ln for ln in err.strip().splitlines() if ln.strip()][-1:] or ["no output"]
         if not any(kind == "Video" for _, kind, _ in streams) and streams:
             raise InputError(f"{path}: has no video stream (only {', '.join(k for _, k, _ in streams)})")
+        if "Input #0" in header and not streams:
+            raise InputError(f"{path}: holds no video frame (a container without any stream)")
         raise InputError(f"{path}: cannot read as a video ({last[0].strip()[:200]})")
     tb = Fraction(1)
     size = (0, 0)

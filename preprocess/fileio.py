@@ -125,8 +125,13 @@ def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
     return out
 
 
-def read_points(path, n: int = 5) -> np.ndarray:
-    """Read an `x y` per line landmark file (spaces or tabs) as an (n, 2) float array."""
+def read_points(path, n: int = 5, image_size=None) -> np.ndarray:
+    """Read an `x y` per line landmark file (spaces or tabs) as an (n, 2) float array.
+
+    InputError naming the file when it is missing, not numeric, not n rows of two values, has
+    NaN/inf, when all points coincide (a zero-area face), or, with `image_size` = (w, h), when a
+    point lies outside the image (pixel centres at integers, so outside [-0.5, w - 0.5]).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: landmark file not found")
@@ -138,6 +143,14 @@ def read_points(path, n: int = 5) -> np.ndarray:
         raise InputError(f"{path}: expected {n} rows of 'x y', got an array of shape {pts.shape}")
     if not np.all(np.isfinite(pts)):
         raise InputError(f"{path}: landmark file contains NaN or infinite values")
+    if np.ptp(pts, axis=0).max() < 1.0:
+        raise InputError(f"{path}: all {'five' if n == 5 else n} points coincide (a zero-area face)")
+    if image_size is not None:
+        w, h = image_size
+        out = (pts[:, 0] < -0.5) | (pts[:, 0] > w - 0.5) | (pts[:, 1] < -0.5) | (pts[:, 1] > h - 0.5)
+        if out.any():
+            x, y = pts[np.argmax(out)]
+            raise InputError(f"{path}: point ({x:g}, {y:g}) lies outside the {w}x{h} image")
     return pts
 
 

@@ -145,7 +145,15 @@ def iter_video(path, max_frames: int | None = None, step: int = 1, on_error: str
         yield i, frame
         count += 1
     if count == 0:
+        _explain_undecodable(path)
         raise InputError(f"{path}: no frame could be decoded (not a video, or an empty one)")
+
+
+def _explain_undecodable(path: Path) -> None:
+    """Raise ffmpeg's precise reason (no video stream, no frame, not a video) as InputError."""
+    from common.videoio import probe_video
+
+    probe_video(path)
 
 
 def _decode(path: Path, step: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -184,6 +192,7 @@ def _decode(path: Path, step: int) -> Iterator[tuple[int, np.ndarray]]:
             if i % step == 0:
                 yield i, np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy()
     except (RuntimeError, OSError, StopIteration, KeyError) as e:
+        _explain_undecodable(path)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InputError(f"{path}: cannot decode video (not a video file, or a codec ffmpeg "
                          f"does not know: {first[:160]})") from None

@@ -127,7 +127,7 @@ def test_check_points_reports_each_problem(tmp_path):
     ds = tmp_path / "dataset"
     for k in range(1, 4):
         write_image(ds / "v" / "blurry" / f"{k:05d}.png", np.zeros((20, 30, 3), np.uint8))
-    write_points(ds / "v" / "face" / "00001.txt", [[1, 2]] * 5)
+    write_points(ds / "v" / "face" / "00001.txt", [[1, 2], [9, 2], [5, 6], [2, 9], [8, 9]])
     (ds / "v" / "face" / "00002.txt").write_text("1 2\n3 4\n")
     problems = check_points(ds)
     assert len(problems) == 2
