@@ -455,7 +455,10 @@ class Pipeline:
             n = len(_frames(self.full / self.name / "blurry"))
             return (f"{self.o.input}: no face detected in any of its {n} frames (MTCNN, faces of at least "
                     "20 pixels); nothing to deblur")
-        return f"{self.o.input}: {msg} ({e.tool}; log {e.log})"
+        src = str(self.o.input.resolve())
+        if msg.startswith(src):  # the tool already names the user's file (e.g. one frame of a folder)
+            return str(self.o.input) + msg[len(src):]
+        return f"{self.o.input}: {msg} ({e.tool})"
 
     def _all_notes(self) -> list[str]:
         path = self.work / "notes.json"
