@@ -122,7 +122,7 @@ def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
     times = []
     for vid in list_videos(input_path):
         out_dir = Path(output_path) / vid.name
-        names = sorted(p.name for p in (vid / "blur_0").glob("*.png"))
+        names = sorted(p.name for p in (vid / "blur_0").glob("*.png") if not p.name.startswith("."))
         if not names:
             raise InputError(f"{vid / 'blur_0'}: no PNG frames")
         scores = []
