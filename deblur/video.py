@@ -374,7 +374,17 @@ class Pipeline:
     def run(self) -> dict:
         o = self.o
         self.check_inputs()
+        fresh = not self.work.exists()
         self.work.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._run_stages()
+        except InputError:
+            if fresh:  # bad input found by a stage: leave nothing behind that this run created
+                shutil.rmtree(self.work, ignore_errors=True)
+            raise
+
+    def _run_stages(self) -> dict:
+        o = self.o
         state = State(self.work)
         stages = self.stages()
         timings = {}
