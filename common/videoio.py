@@ -302,11 +302,12 @@ def _run_encode(tmp, lst, offset, chroma, crf, timescale, audio_from, trim_audio
         if proc.returncode == 0:
             return note
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        Path(tmp).unlink(missing_ok=True)
         if audio_from is None or audio_codec[1] != "copy":
             raise RuntimeError(f"ffmpeg failed ({shlex.join(cmd)}): {' | '.join(msg[-3:])}")
-        note = (f"the audio codec cannot be stored in a {Path(tmp).suffix.split('.')[-1]} file unchanged "
-                f"({' '.join(msg[-1:])[:120]}); it was re-encoded to AAC 192 kb/s (write an .mkv to keep it "
-                "unchanged)")
+        codecs = ", ".join(sorted({a.split()[0] for a in probe_audio(audio_from)}))
+        note = (f"the input's audio ({codecs}) cannot be stored unchanged in a {Path(tmp).suffix.split('.')[-1]} "
+                "file; it was re-encoded to AAC 192 kb/s (write an .mkv output to keep it unchanged)")
     return note
 
 

@@ -130,25 +130,6 @@ def test_variable_frame_rate_keeps_every_timestamp(ckpts, tmp_path):
     assert "every frame keeps its input timestamp (variable frame rate)" in r.stdout
 
 
-def test_rational_rate_24000_1001_stays_exact(tmp_path):
-    """The encoder behind the video command keeps 1001/24000 s steps exactly (no 23.98 rounding)."""
-    ff = videoio.ffmpeg_exe()
-    src = tmp_path / "ntsc.mp4"
-    subprocess.run([ff, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=24000/1001", "-frames:v", "48",
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-video_track_timescale", "24000", str(src)], check=True)
-    s = videoio.probe_video(src)
-    assert s.rate == Fraction(24000, 1001) and not s.variable_rate
-    frames = tmp_path / "f"
-    frames.mkdir()
-    subprocess.run([ff, "-v", "error", "-i", str(src), "-fps_mode", "passthrough", str(frames / "%05d.png")], check=True)
-    out = tmp_path / "out.mp4"
-    videoio.encode_frames(out, sorted(frames.glob("*.png")), s.times(), s.end_time(),
-                          timescale=s.time_base.denominator)
-    o = videoio.probe_video(out)
-    assert abs_times(o) == [Fraction(1001 * k, 24000) for k in range(48)]
-    assert o.rate == Fraction(24000, 1001) and o.end_time() == Fraction(48 * 1001, 24000)
-
-
 # ----------------------------------------------------------------------------- 16bit-png-frames
 def test_16bit_png_frames_decode_to_the_right_picture(tmp_path):
     frames = case("16bit-png-frames", "frames")
