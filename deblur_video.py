@@ -5,6 +5,10 @@ demo.py, demo_render.py, generateAlignments.m, run_model.py --phase test; rwenqi
 Logic in deblur/video.py; stages and the resumable working folder are described there.
 
     python deblur_video.py INPUT.mp4 OUTPUT.mp4 [--checkpoint checkpoints/both_1_256] [--full_frame]
+
+The output keeps the input's frame times (variable frame rate included), exact size and audio
+streams; frames without a face pass through unchanged. Exit status 0 on success, 2 for bad
+input (one `error:` line naming the file), 1 for an internal failure (see common/cli.py).
 """
 from __future__ import annotations
 
@@ -14,12 +18,13 @@ import sys
 from pathlib import Path
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     from deblur.video import DEFAULT_CHECKPOINT
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", help="blurry face video (any format ffmpeg reads) or a folder of frames")
-    ap.add_argument("output", help="deblurred video to write (.mp4, H.264, same frame count, size and rate)")
+    ap.add_argument("output", help="deblurred video to write (.mp4/.mov/.m4v/.mkv, H.264; same frames, "
+                                   "frame times, size and audio as the input)")
     ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                     help=f"trained network: native checkpoint folder/file or the authors' TF1 checkpoint "
                          f"(default {DEFAULT_CHECKPOINT})")
@@ -40,7 +45,14 @@ def main(argv=None) -> int:
                     help="deblur whole frames (the original behaviour) instead of a face-centred window")
     ap.add_argument("--work_dir", default=None,
                     help="working folder; a re-run with the same folder resumes (default OUTPUT_work/ beside OUTPUT)")
-    ap.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's; 25 for folders)")
+    ap.add_argument("--fps", default=None,
+                    help="re-time the output to this constant rate, e.g. 25 or 30000/1001 (default: every frame "
+                         "keeps the input's timestamp; 25 for a folder of frames)")
+    ap.add_argument("--no_audio", action="store_true", help="leave the input's audio streams out (default: copied)")
+    ap.add_argument("--max_gap", type=int, default=None,
+                    help="runs of at most this many frames without a detected face are taken for detector "
+                         "misses and deblurred with interpolated landmarks; longer runs pass through unchanged "
+                         "(default 2)")
     ap.add_argument("--max_frames", type=int, default=None, help="only the first N frames")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes for neighbour alignment (default 1)")
     ap.add_argument("--margin", type=float, default=3.0,
@@ -52,24 +64,31 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     a = ap.parse_args(argv)
 
-    from deblur.video import Options, StageError, deblur_video
-    from preprocess.fileio import InputError
+    from common.cli import EXIT_INTERNAL
+    from deblur.video import MAX_GAP, Options, StageError, deblur_video
 
     opt = Options(input=Path(a.input), output=Path(a.output), checkpoint=Path(a.checkpoint),
                   work_dir=Path(a.work_dir) if a.work_dir else None, face=a.face, levels=a.levels,
                   align=a.align, flow=a.flow, gpu=a.gpu, rnet=a.rnet, bfm=a.bfm,
                   frames_out=Path(a.frames_out) if a.frames_out else None, full_frame=a.full_frame, fps=a.fps,
                   max_frames=a.max_frames, jobs=a.jobs, margin=a.margin, context=a.context,
-                  multiple=a.multiple, feather=a.feather, model_args=shlex.split(a.model_args), quiet=a.quiet)
+                  multiple=a.multiple, feather=a.feather, model_args=shlex.split(a.model_args), quiet=a.quiet,
+                  no_audio=a.no_audio, max_gap=MAX_GAP if a.max_gap is None else a.max_gap)
     try:
         deblur_video(opt)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except StageError as e:
-        print(f"error: {e}\n(re-run the same command to resume after fixing the cause)", file=sys.stderr)
-        return 1
+        # a stage tool failed for another reason than the input (its log says why)
+        print(f"deblur_video.py: internal failure: {e}\nThis is not a problem with the input. Finished stages "
+              f"are kept in {opt.work_dir}: once the cause is fixed, the same command resumes at this stage.",
+              file=sys.stderr)
+        return EXIT_INTERNAL
     return 0
+
+
+def main(argv=None) -> int:
+    from common.cli import run_cli
+
+    return run_cli(_main, argv, prog="deblur_video.py")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,13 @@ from preprocess.fileio import InputError
 
 
 def main(argv=None) -> int:
+    """Exit statuses as every command (common/cli.py): 0 done, 2 bad input, 1 internal failure."""
+    from common.cli import run_cli
+
+    return run_cli(_main, argv, prog="evaluate.py")
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pred", required=True, help="restored frames: <pred>/<video>/00001.png (or PNGs directly)")
     ap.add_argument("--gt", required=True, help="sharp frames: <gt>/<video>/sharp/ or <gt>/<video>/ (or PNGs directly)")

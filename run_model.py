@@ -97,6 +97,13 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    """Exit statuses as every command (common/cli.py): 0 done, 2 bad input, 1 internal failure."""
+    from common.cli import run_cli
+
+    return run_cli(_main, argv, prog="run_model.py")
+
+
+def _main(argv=None) -> int:
     args = parse_args(argv)
     os.environ["CUDA_VISIBLE_DEVICES"] = "" if str(args.gpu) == "-1" else str(args.gpu)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

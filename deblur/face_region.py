@@ -16,7 +16,8 @@ pixels of surroundings on each side (the network's receptive field reaches beyon
 rounded up to a multiple of `multiple` (the network's down-sampling factor, so it needs no
 internal padding). Its centre follows the five-point centre smoothed over time with a Gaussian
 of `smooth` frames (a jittering window would add motion), then is clamped into the frame.
-Frames without landmarks take the centre linearly interpolated from their neighbours.
+Frames without landmarks take the centre linearly interpolated from their neighbours (the video
+command calls it per stretch of frames with a face, so this only bridges detector misses).
 """
 from __future__ import annotations
 
@@ -56,12 +57,16 @@ def box_side(points: np.ndarray, frame_size, margin: float = 3.0, context: int =
 
 
 def face_boxes(points, frame_size, margin: float = 3.0, context: int = 32, multiple: int = 32,
-               smooth: float = 2.0) -> np.ndarray:
-    """(T, 4) int boxes (x0, y0, x1, y1), all of the same size, inside the frame (w, h)."""
+               smooth: float = 2.0, side: tuple[int, int] | None = None) -> np.ndarray:
+    """(T, 4) int boxes (x0, y0, x1, y1), all of the same size, inside the frame (w, h).
+
+    side: (width, height) of the window when it is fixed by a longer stretch of frames
+    (`box_side` of the whole clip); default `box_side` of these points.
+    """
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 3 or pts.shape[1:] != (5, 2):
         raise ValueError(f"face_boxes: expected points of shape (T, 5, 2), got {pts.shape}")
-    bw, bh = box_side(pts, frame_size, margin, context, multiple)
+    bw, bh = side if side is not None else box_side(pts, frame_size, margin, context, multiple)
     centres = _interp_missing(pts.mean(axis=1))
     if smooth > 0 and len(centres) > 1:
         centres = gaussian_filter1d(centres, smooth, axis=0, mode="nearest")

@@ -130,7 +130,8 @@ def list_videos(input_path) -> list[Path]:
 
 
 def frame_names(video: Path) -> list[str]:
-    names = sorted(p.name for p in (video / "blur_0").glob("*.png"))
+    # hidden files are the temporary files of killed writes, not frames
+    names = sorted(p.name for p in (video / "blur_0").glob("*.png") if not p.name.startswith("."))
     if not names:
         raise InputError(f"{video / 'blur_0'}: no PNG frames")
     return names
@@ -146,6 +147,9 @@ def read_inputs(video: Path, name: str, config: dict):
             raise InputError(f"{video / f'blur_{o}' / name}: size {f.shape[1]}x{f.shape[0]} "
                              f"differs from blur_0 ({shape[1]}x{shape[0]})")
     render = read_image(video / "render" / name) if uses_render(config["face"]) else None
+    if render is not None and render.shape[:2] != shape[:2]:
+        raise InputError(f"{video / 'render' / name}: render size {render.shape[1]}x{render.shape[0]} "
+                         f"differs from the frames ({shape[1]}x{shape[0]})")
     coeff = (read_coeff(video / "face" / name.replace(".png", ".txt"))
              if uses_coeff(config["face"]) else None)
     return frames, render, coeff

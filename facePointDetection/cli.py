@@ -1,5 +1,6 @@
 """Command line of `python -m facePointDetection` (the original detector executables +
-check5points). Logic lives in pipeline.py / detect.py; bad input -> one `error:` line, exit 2.
+check5points). Logic lives in pipeline.py / detect.py; bad input (including landmark files that
+fail --check) -> one `error:` line, exit 2; exit statuses as in common/cli.py.
 """
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import argparse
 import json
 import sys
 
-from preprocess.fileio import InputError
+from common.cli import EXIT_BAD_INPUT, run_cli
+from common.errors import InputError
 
-from .pipeline import check_points, detect_dataset
+from .pipeline import MAX_GAP, check_points, detect_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,27 +28,33 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip the mirrored second MTCNN pass (2x faster, slightly less accurate)")
     ap.add_argument("--min_face_size", type=int, default=20, help="MTCNN smallest face, px (default 20)")
     ap.add_argument("--videos", nargs="+", default=None, metavar="NAME", help="only these clips")
+    ap.add_argument("--max_gap", type=int, default=MAX_GAP,
+                    help=f"runs of at most this many frames without a detection are filled by "
+                         f"interpolation (detector misses); longer runs are frames without a face, "
+                         f"listed in <video>/noface.txt and given no landmark file (default {MAX_GAP}; "
+                         f"-1 fills every gap)")
     ap.add_argument("--check", action="store_true",
-                    help="only validate existing face/*.txt files (check5points); exit 1 on problems")
+                    help="only validate existing face/*.txt files (check5points); exit 2 on problems")
     return ap
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    try:
-        if not a.check:
-            res = detect_dataset(a.dataset, a.points, a.jobs, flip=not a.no_flip, smooth=a.smooth,
-                                 min_face_size=a.min_face_size, videos=a.videos,
-                                 log=lambda m: print(m, file=sys.stderr))
-            print("landmarks:", json.dumps({k: dict(frames=v["frames"], interpolated=len(v["interpolated"]),
-                                                    skipped=v["skipped"]) for k, v in res.items()}))
-        problems = check_points(a.dataset, a.videos)
-        if a.points == 68 and not a.check:
-            problems += check_points(a.dataset, a.videos, n=68, sub="face68")
-    except (InputError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if not a.check:
+        res = detect_dataset(a.dataset, a.points, a.jobs, flip=not a.no_flip, smooth=a.smooth,
+                             min_face_size=a.min_face_size, videos=a.videos, max_gap=a.max_gap,
+                             log=lambda m: print(m, file=sys.stderr))
+        print("landmarks:", json.dumps({k: dict(frames=v["frames"], interpolated=len(v["interpolated"]),
+                                                no_face=len(v["no_face"]), skipped=v["skipped"])
+                                        for k, v in res.items()}))
+    problems = check_points(a.dataset, a.videos)
+    if a.points == 68 and not a.check:
+        problems += check_points(a.dataset, a.videos, n=68, sub="face68")
     for p in problems:
         print(f"check: {p}", file=sys.stderr)
     print(f"check: {'OK' if not problems else f'{len(problems)} problem(s)'}")
-    return 1 if problems else 0
+    return EXIT_BAD_INPUT if problems else 0
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv, prog="facePointDetection", bad_input=(InputError, ValueError))

@@ -3,10 +3,14 @@
 Per video: MTCNN on every blurry frame (cut into chunks that run in `--jobs` worker processes;
 each chunk's raw detections are cached in `<video>/.facepoints_raw/` so an interrupted run
 resumes), one face tracked through the clip (`select_track`), frames without a detection of
-that face filled by linear interpolation of points and box from the nearest detected frames
-(reported), optional temporal Gaussian smoothing, points clipped into the image, then
+that face in runs of at most `max_gap` frames filled by linear interpolation of points and box
+from the nearest detected frames (a detector miss on a blurry frame; reported), optional
+temporal Gaussian smoothing, points clipped into the image, then
   face/NNNNN.txt    five `x y` rows (see detect.py for order and conventions)
-  bbox.txt          `image/NNNNN.png left right top bottom` per frame, integer pixels
+  bbox.txt          `image/NNNNN.png left right top bottom` per frame with a face, integer pixels
+  noface.txt        names of the frames without a face: runs of more than `max_gap` frames
+                    without a detection (the face left the picture, a cut). They get NO
+                    landmark file: nothing downstream invents a face there.
   face68/NNNNN.txt  68 `x y` rows with `points=68` (dlib; beside face/, so tools that read
                     every face/*.txt still see five-point files only)
 A video whose outputs all exist is skipped. `check_points` is the original check5points.
@@ -27,7 +31,12 @@ from preprocess.parallel import chunks, run_tasks
 from .detect import FivePointDetector, fill_missing, select_track, smooth_points
 
 CACHE = ".facepoints_raw"
+NOFACE = "noface.txt"
 BATCH = 8  # frames per MTCNN batch
+# Longest run of frames without a detection that is still taken for a detector miss (motion blur,
+# a turned head) and filled by interpolation; longer runs are frames without a face. Two frames
+# are 80 ms at 25 fps: shorter than a face can leave and come back.
+MAX_GAP = 2
 _DETECTOR: dict = {}
 
 
@@ -58,19 +67,51 @@ def _detect_task(task) -> int:
     return len(names)
 
 
+def no_face_frames(video: Path) -> set[str]:
+    """Names of the frames facePointDetection found without a face (`<video>/noface.txt`)."""
+    path = Path(video) / NOFACE
+    return set(path.read_text().split()) if path.is_file() else set()
+
+
 def _outputs_done(video: Path, names: list[str], points: int) -> bool:
     if not (video / "bbox.txt").is_file():
         return False
     dirs = ["face"] + (["face68"] if points == 68 else [])
-    return all((video / d / Path(n).with_suffix(".txt")).is_file() for d in dirs for n in names)
+    skip = no_face_frames(video)
+    return all((video / d / Path(n).with_suffix(".txt")).is_file() for d in dirs for n in names if n not in skip)
+
+
+def gap_fill_mask(detected, max_gap: int = MAX_GAP) -> np.ndarray:
+    """Which frames get landmarks: the detected ones plus runs of at most `max_gap` misses.
+
+    detected: (T,) bool. A run of misses between two detections, or at the start or end of the
+    clip, of length <= max_gap is a detector miss (filled); a longer run is a stretch without a
+    face (not filled). max_gap < 0: fill every run (the previous behaviour).
+    """
+    d = np.asarray(detected, bool)
+    keep = d.copy()
+    t = 0
+    while t < len(d):
+        if d[t]:
+            t += 1
+            continue
+        end = t
+        while end < len(d) and not d[end]:
+            end += 1
+        if max_gap < 0 or end - t <= max_gap:
+            keep[t:end] = True
+        t = end
+    return keep
 
 
 def detect_dataset(dataset, points: int = 5, jobs: int = 1, flip: bool = True, smooth: float = 0.0,
-                   min_face_size: int = 20, chunk: int = 32, videos=None, log=print) -> dict:
+                   min_face_size: int = 20, chunk: int = 32, videos=None, log=print,
+                   max_gap: int = MAX_GAP) -> dict:
     """Write five-point (and optionally 68-point) files for every `dataset/<video>/blurry/`.
 
-    Returns {video: dict(frames, interpolated=[names], skipped=bool)}. Raises InputError naming
-    the folder(s) of clips without any face detection, after finishing every other clip.
+    Returns {video: dict(frames, interpolated=[names], no_face=[names], skipped=bool)}. Raises
+    InputError naming the folder(s) of clips without any face detection, after finishing every
+    other clip. `max_gap`: see `gap_fill_mask`.
     """
     if points not in (5, 68):
         raise ValueError(f"--points must be 5 or 68, got {points}")
@@ -84,7 +125,8 @@ def detect_dataset(dataset, points: int = 5, jobs: int = 1, flip: bool = True, s
     for v in vids:
         names = [p.name for p in list_frames(v / "blurry", "blurry frames")]
         if _outputs_done(v, names, points):
-            summary[v.name] = dict(frames=len(names), interpolated=[], skipped=True)
+            summary[v.name] = dict(frames=len(names), interpolated=[], no_face=sorted(no_face_frames(v)),
+                                   skipped=True)
             continue
         todo.append((v, names))
         for c in chunks(names, chunk):
@@ -98,7 +140,7 @@ def detect_dataset(dataset, points: int = 5, jobs: int = 1, flip: bool = True, s
         for c in chunks(names, chunk):
             raw.update(json.loads(_cache_file(v, c).read_text()))
         try:
-            summary[v.name] = _finish_video(v, names, raw, smooth, points, pred68)
+            summary[v.name] = _finish_video(v, names, raw, smooth, points, pred68, max_gap)
         except InputError as e:
             no_face.append(str(e))  # finish the other clips first, then report them all
             continue
@@ -106,6 +148,10 @@ def detect_dataset(dataset, points: int = 5, jobs: int = 1, flip: bool = True, s
             miss = summary[v.name]["interpolated"]
             log(f"{v.name}: no face in {len(miss)}/{len(names)} frames, interpolated: "
                 f"{', '.join(miss[:10])}{' ...' if len(miss) > 10 else ''}")
+        if summary[v.name]["no_face"]:
+            gone = summary[v.name]["no_face"]
+            log(f"{v.name}: no face in {len(gone)}/{len(names)} frames (runs longer than {max_gap} frames), "
+                f"left without landmarks: {', '.join(gone[:10])}{' ...' if len(gone) > 10 else ''}")
         shutil.rmtree(v / CACHE, ignore_errors=True)
     if no_face:
         raise InputError("; ".join(no_face) + (" (the other clips were processed; exclude these "
@@ -121,7 +167,8 @@ def _pred68(points: int):
     return Predictor68()
 
 
-def _finish_video(video: Path, names: list[str], raw: dict, smooth: float, points: int, pred68) -> dict:
+def _finish_video(video: Path, names: list[str], raw: dict, smooth: float, points: int, pred68,
+                  max_gap: int = MAX_GAP) -> dict:
     dets = [[dict(box=np.array(f["box"]), points=np.array(f["points"]), confidence=f["confidence"])
              for f in raw[n]["faces"]] for n in names]
     track = select_track(dets)
@@ -132,15 +179,23 @@ def _finish_video(video: Path, names: list[str], raw: dict, smooth: float, point
     for t, k in enumerate(track):
         if k is not None:
             pts[t], boxes[t] = dets[t][k]["points"], dets[t][k]["box"]
-    pts = smooth_points(fill_missing(pts), smooth)
-    boxes = smooth_points(fill_missing(boxes), smooth)
+    keep = gap_fill_mask([k is not None for k in track], max_gap)
+    # fill and smooth each run of frames with a face on its own: a stretch without a face
+    # neither receives invented points nor pulls its neighbours' points
+    for a, b in _runs(keep):
+        pts[a:b] = smooth_points(fill_missing(pts[a:b]), smooth)
+        boxes[a:b] = smooth_points(fill_missing(boxes[a:b]), smooth)
     lines = []
     for t, n in enumerate(names):
+        stem = Path(n).stem
+        if not keep[t]:
+            for d in ("face", "face68"):  # a re-run with a smaller max_gap: drop old files
+                (video / d / f"{stem}.txt").unlink(missing_ok=True)
+            continue
         h, w = raw[n]["shape"]
         p = pts[t].copy()
         p[:, 0] = np.clip(p[:, 0], 0, w - 1)
         p[:, 1] = np.clip(p[:, 1], 0, h - 1)
-        stem = Path(n).stem
         write_points(video / "face" / f"{stem}.txt", p)
         if pred68 is not None:
             img = read_image(video / "blurry" / n)
@@ -150,9 +205,29 @@ def _finish_video(video: Path, names: list[str], raw: dict, smooth: float, point
             write_points(video / "face68" / f"{stem}.txt", p68)
         l, tp, r, b = np.rint(boxes[t]).astype(int)
         lines.append(f"image/{n} {max(l, 0)} {min(r, w - 1)} {max(tp, 0)} {min(b, h - 1)}\n")
+    no_face = [n for n, k in zip(names, keep) if not k]
+    if no_face:
+        write_text(video / NOFACE, "".join(f"{n}\n" for n in no_face))
+    else:
+        (video / NOFACE).unlink(missing_ok=True)
     write_text(video / "bbox.txt", "".join(lines))
-    interpolated = [n for n, k in zip(names, track) if k is None]
-    return dict(frames=len(names), interpolated=interpolated, skipped=False)
+    interpolated = [n for n, k, f in zip(names, track, keep) if k is None and f]
+    return dict(frames=len(names), interpolated=interpolated, no_face=no_face, skipped=False)
+
+
+def _runs(mask) -> list[tuple[int, int]]:
+    """[start, end) of every run of True in a boolean sequence."""
+    out, t, m = [], 0, list(mask)
+    while t < len(m):
+        if m[t]:
+            e = t
+            while e < len(m) and m[e]:
+                e += 1
+            out.append((t, e))
+            t = e
+        else:
+            t += 1
+    return out
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -166,12 +241,16 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def check_points(dataset, videos=None, n: int = 5, sub: str = "face") -> list[str]:
     """The original check5points: every blurry frame has `sub/NNNNN.txt` with exactly n x 2
-    finite points inside the image. Returns one message per problem (empty = all good)."""
+    finite points inside the image (frames listed in noface.txt have none by design). Returns
+    one message per problem (empty = all good)."""
     problems = []
     for v in list_videos(dataset, "blurry"):
         if videos and v.name not in videos:
             continue
+        skip = no_face_frames(v)
         for f in list_frames(v / "blurry", "blurry frames"):
+            if f.name in skip:
+                continue
             txt = v / sub / f"{f.stem}.txt"
             try:
                 p = read_points(txt, n)

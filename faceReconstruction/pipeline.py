@@ -202,7 +202,7 @@ def _prepare_chunk(task):
     out = []
     for stem, img_path, lm_path, lm68_path in frames:
         img = read_image(img_path)
-        pts5 = read_points(lm_path)
+        pts5 = read_points(lm_path, image_size=(img.shape[1], img.shape[0]))
         crop, t, s = align.align_crop(img, pts5, lm3d)
         size = (img.shape[1], img.shape[0])
         pts = _landmarks68(img, pts5, lm68_path, mode)
@@ -572,6 +572,13 @@ def demo_parser():
 
 
 def demo_main(argv=None) -> int:
+    """demo.py; exit statuses as every command (common/cli.py): 0, 2 bad input, 1 internal failure."""
+    from common.cli import run_cli
+
+    return run_cli(_demo_main, argv, prog="demo.py")
+
+
+def _demo_main(argv=None) -> int:
     a = demo_parser().parse_args(argv)
     try:
         done = run_coefficients(a.input_path, a.output_path, bfm=a.bfm, lm3d=a.lm3d, rnet=a.rnet,
@@ -606,6 +613,13 @@ def render_parser():
 
 
 def render_main(argv=None) -> int:
+    """demo_render.py; exit statuses as every command (common/cli.py)."""
+    from common.cli import run_cli
+
+    return run_cli(_render_main, argv, prog="demo_render.py")
+
+
+def _render_main(argv=None) -> int:
     a = render_parser().parse_args(argv)
     try:
         done = run_render(a.coeff_path, a.data_path, bfm=a.bfm, lm3d=a.lm3d, jobs=a.jobs, restore=a.restore,

@@ -58,38 +58,46 @@ def align_neighbour(ref: np.ndarray, other: np.ndarray, method: str = "flow", fl
 
 
 def _align_task(task) -> dict:
-    video, out_video, names, offsets, method, flow, flow_side = task
+    video, out_video, names, offsets, method, flow, flow_side, on_error = task
     files = list_frames(Path(video) / "blurry", "blurry frames")
     index = {p.name: i for i, p in enumerate(files)}
     load = FrameReader(files).__getitem__
 
     fallbacks = 0
+    errors = []
     for name in names:
         t = index[name]
-        ref = load(t)
-        for o in offsets:
-            dst = Path(out_video) / f"blur_{o}" / name
-            if dst.exists():
-                continue
-            j = neighbour_index(t, o, len(files))
-            if j == t:
-                img, ok = ref, True
-            else:
-                img, ok = align_neighbour(ref, load(j), method, flow, flow_side)
-            fallbacks += not ok
-            write_image(dst, img)
-    return dict(frames=len(names), fallbacks=fallbacks)
+        try:
+            ref = load(t)
+            for o in offsets:
+                dst = Path(out_video) / f"blur_{o}" / name
+                if dst.exists():
+                    continue
+                j = neighbour_index(t, o, len(files))
+                if j == t:
+                    img, ok = ref, True
+                else:
+                    img, ok = align_neighbour(ref, load(j), method, flow, flow_side)
+                fallbacks += not ok
+                write_image(dst, img)
+        except InputError as e:  # the frame or a neighbour cannot be read
+            if on_error != "skip":
+                raise
+            errors.append(f"{Path(out_video) / 'blur_*' / name} not written: {e}")
+    return dict(frames=len(names), fallbacks=fallbacks, errors=errors)
 
 
 def align_dataset(dataset, out, datalist=None, align: str = "flow", flow: str = "tvl1",
                   n_frames: int = 5, jobs: int = 1, chunk: int = 8, flow_side: int | None = 200,
-                  videos=None, datalist_videos=None) -> dict:
+                  videos=None, datalist_videos=None, on_error: str = "stop") -> dict:
     """Align every `dataset/<video>/blurry/` into `out/<video>/blur_*`; optionally write a datalist.
 
     Frames whose outputs all exist are skipped. The datalist lists every aligned video of the
     dataset (or only `datalist_videos`), not just those aligned by this call, so running clip
     after clip keeps one complete list. Returns a summary dict (frames, skipped,
-    homography fallbacks, datalist lines).
+    homography fallbacks, datalist lines). on_error "skip": frames whose own or neighbour
+    frames cannot be read are left out (counted in `errors_skipped`; not in the datalist, which
+    lists only frames with every file).
     """
     offsets = frame_offsets(n_frames)
     if flow_side is not None and flow_side < 8:
@@ -109,11 +117,14 @@ def align_dataset(dataset, out, datalist=None, align: str = "flow", flow: str = 
                 if not all((o_v / f"blur_{o}" / p.name).exists() for o in offsets)]
         total += len(files)
         skipped += len(files) - len(todo)
-        tasks += [(str(v), str(o_v), c, offsets, align, flow, flow_side) for c in chunks(todo, chunk)]
+        tasks += [(str(v), str(o_v), c, offsets, align, flow, flow_side, on_error) for c in chunks(todo, chunk)]
     res = run_tasks(_align_task, tasks, jobs, desc=f"align ({align})", unit="frame",
                     weights=lambda t: len(t[2]))
-    summary = dict(frames=total, written=total - skipped, skipped=skipped,
+    errors = [e for r in res for e in r["errors"]]
+    summary = dict(frames=total, written=total - skipped - len(errors), skipped=skipped,
                    fallbacks=sum(r["fallbacks"] for r in res))
+    if errors:
+        summary.update(errors_skipped=len(errors), errors=errors[:10])
     if datalist:
         summary["datalist_lines"] = write_datalist(dataset, out, datalist, n_frames, datalist_videos)
     return summary

@@ -161,22 +161,35 @@ def list_videos(dataset, subdir: str) -> list[Path]:
     return vids
 
 
-def _blur_task(task) -> int:
-    video, names, n_avg, linear, upsample, out_sub = task
+def _blur_task(task) -> dict:
+    video, names, n_avg, linear, upsample, out_sub, on_error = task
     files = list_frames(Path(video) / "sharp", "sharp frames")
     index = {p.name: i for i, p in enumerate(files)}
     srgb = FrameReader(files).__getitem__
 
     conv = to_linear if linear else (lambda x: np.asarray(x, np.float32))
     sub = _SubFrames(lambda i: conv(srgb(i)), srgb, len(files), upsample)
+    errors = []
     for name in names:
-        write_image(Path(video) / out_sub / name, _blur_one(sub, index[name], n_avg, linear))
-    return len(names)
+        try:
+            frame = _blur_one(sub, index[name], n_avg, linear)
+        except InputError as e:  # a sharp frame this one needs cannot be read
+            if on_error != "skip":
+                raise
+            errors.append(f"{Path(video) / out_sub / name} not written: {e}")
+            continue
+        write_image(Path(video) / out_sub / name, frame)
+    return dict(written=len(names) - len(errors), errors=errors)
 
 
 def blur_dataset(dataset, n_avg: int = 7, linear: bool = False, upsample: int = 1, jobs: int = 1,
-                 chunk: int = 16, videos=None, out_sub: str = "blurry") -> dict:
-    """For every `dataset/<video>/sharp/`, write `dataset/<video>/blurry/` (missing frames only)."""
+                 chunk: int = 16, videos=None, out_sub: str = "blurry", on_error: str = "stop") -> dict:
+    """For every `dataset/<video>/sharp/`, write `dataset/<video>/blurry/` (missing frames only).
+
+    on_error: "stop" raises the first InputError (an unreadable or odd-sized sharp frame);
+    "skip" leaves out every blurry frame that needs such a frame and counts them in
+    `errors_skipped` (the first messages in `errors`).
+    """
     check_n_avg(n_avg)
     if upsample < 1:
         raise ValueError(f"--upsample must be >= 1, got {upsample}")
@@ -188,9 +201,13 @@ def blur_dataset(dataset, n_avg: int = 7, linear: bool = False, upsample: int = 
         todo = [p.name for p in files if not (v / out_sub / p.name).exists()]
         total += len(files)
         skipped += len(files) - len(todo)
-        tasks += [(str(v), c, n_avg, linear, upsample, out_sub) for c in chunks(todo, chunk)]
-    run_tasks(_blur_task, tasks, jobs, desc="blur", unit="frame", weights=lambda t: len(t[1]))
-    return dict(frames=total, written=total - skipped, skipped=skipped)
+        tasks += [(str(v), c, n_avg, linear, upsample, out_sub, on_error) for c in chunks(todo, chunk)]
+    res = run_tasks(_blur_task, tasks, jobs, desc="blur", unit="frame", weights=lambda t: len(t[1]))
+    errors = [e for r in res for e in r["errors"]]
+    out = dict(frames=total, written=total - skipped - len(errors), skipped=skipped)
+    if errors:
+        out.update(errors_skipped=len(errors), errors=errors[:10])
+    return out
 
 
 __all__ = ["blur_frames", "blur_dataset", "list_frames", "list_videos"]

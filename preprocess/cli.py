@@ -1,13 +1,19 @@
 """Command line of `python -m preprocess {frames,blur,align,all}` (replaces the MATLAB scripts
 extractFrames.m and generateAlignments.m of the original). Logic lives in video.py, blur.py,
 align.py; this module parses flags, prints a one-line summary per step and turns bad input
-into one `error: <file>: <problem>` line with exit status 2.
+into one `error: <file>: <problem>` line with exit status 2 (statuses: common/cli.py).
+
+`--on_error skip` (long runs over many clips): a frame that cannot be read is left out with
+everything that needs it, counted in the summary (`errors_skipped`) and listed on stderr;
+`stop` (default) ends at the first one.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from common.cli import run_cli
 
 from .align import ALIGN_METHODS, align_dataset
 from .blur import blur_dataset
@@ -61,6 +67,9 @@ def _common(p, dataset_default="./dataset"):
     p.add_argument("--videos", nargs="+", default=None, metavar="NAME",
                    help="only these clip names of the dataset (default: all)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--on_error", default="stop", choices=("stop", "skip"),
+                   help="a frame that cannot be read: stop with an error (default), or skip it (and what "
+                        "needs it) and count it in the summary")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +119,7 @@ def _recipe_args(p):
 def _extract(task):
     video, a = task
     return extract_frames(video, a["dataset"], a["name"], a["max_frames"], a["step"], a["face_crop"],
-                          a["subdir"], a["crop_scale"], a["crop_smooth"])
+                          a["subdir"], a["crop_scale"], a["crop_smooth"], a["on_error"])
 
 
 def run_frames(a) -> list:
@@ -124,36 +133,49 @@ def run_frames(a) -> list:
     return run_tasks(_extract, [(v, opts) for v in a.video], a.jobs, desc="frames", unit="video")
 
 
-def main(argv=None) -> int:
-    a = build_parser().parse_args(argv)
-    try:
-        if a.cmd == "recipe":
-            from .recipe import RecipeConfig, run_recipe
+def _report_skipped(step: str, results) -> None:
+    for r in results:
+        for e in r.get("errors", []):
+            print(f"skipped ({step}): {e}", file=sys.stderr)
+        if r.get("errors_skipped", 0) > len(r.get("errors", [])):
+            print(f"skipped ({step}): ... {r['errors_skipped'] - len(r['errors'])} more", file=sys.stderr)
 
-            cfg = RecipeConfig(size=a.size, max_source_frames=a.max_source_frames,
-                               segment_len=a.segment_len, segments=a.segments,
-                               val_segments=a.val_segments, n_val=a.n_val, val_clips=a.val_clips,
-                               speed_range=tuple(a.speed), exposure_range=tuple(a.exposure),
-                               n_frames=a.n_frames, seed=a.seed)
-            print("recipe:", json.dumps(run_recipe(a.videos, a.out, cfg, a.jobs, a.priors)))
-            return 0
-        names = None
-        if a.cmd in ("frames", "all"):
-            res = run_frames(a)
-            print("frames:", json.dumps(res))
-            for r in res:
-                if r.get("note"):
-                    print(f"note: {r['note']}", file=sys.stderr)
-            names = [r["name"] for r in res]
-        videos = a.videos or (names if a.cmd == "all" else None)
-        if a.cmd in ("blur", "all"):
-            print("blur:", json.dumps(blur_dataset(a.dataset, a.n_avg, a.linear, a.upsample, a.jobs,
-                                                   videos=videos)))
-        if a.cmd in ("align", "all"):
-            print("align:", json.dumps(align_dataset(a.dataset, a.out, a.datalist or None, a.align, a.flow,
-                                                     a.n_frames, a.jobs, flow_side=a.flow_side or None,
-                                                     videos=videos, datalist_videos=a.videos)))
-    except (InputError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.cmd == "recipe":
+        from .recipe import RecipeConfig, run_recipe
+
+        cfg = RecipeConfig(size=a.size, max_source_frames=a.max_source_frames,
+                           segment_len=a.segment_len, segments=a.segments,
+                           val_segments=a.val_segments, n_val=a.n_val, val_clips=a.val_clips,
+                           speed_range=tuple(a.speed), exposure_range=tuple(a.exposure),
+                           n_frames=a.n_frames, seed=a.seed)
+        print("recipe:", json.dumps(run_recipe(a.videos, a.out, cfg, a.jobs, a.priors)))
+        return 0
+    names = None
+    if a.cmd in ("frames", "all"):
+        res = run_frames(a)
+        _report_skipped("frames", res)
+        for r in res:
+            if r.get("note"):
+                print(f"note: {r['note']}", file=sys.stderr)
+        print("frames:", json.dumps([{k: v for k, v in r.items() if k != "errors"} for r in res]))
+        names = [r["name"] for r in res]
+    videos = a.videos or (names if a.cmd == "all" else None)
+    if a.cmd in ("blur", "all"):
+        res = blur_dataset(a.dataset, a.n_avg, a.linear, a.upsample, a.jobs, videos=videos, on_error=a.on_error)
+        _report_skipped("blur", [res])
+        print("blur:", json.dumps({k: v for k, v in res.items() if k != "errors"}))
+    if a.cmd in ("align", "all"):
+        res = align_dataset(a.dataset, a.out, a.datalist or None, a.align, a.flow, a.n_frames, a.jobs,
+                            flow_side=a.flow_side or None, videos=videos, datalist_videos=a.videos,
+                            on_error=a.on_error)
+        _report_skipped("align", [res])
+        print("align:", json.dumps({k: v for k, v in res.items() if k != "errors"}))
     return 0
+
+
+def main(argv=None) -> int:
+    # ValueError here only comes from flag checks (e.g. --n_avg must be odd): bad input too
+    return run_cli(_main, argv, prog="python -m preprocess", bad_input=(InputError, ValueError))

@@ -19,9 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-
-class InputError(ValueError):
-    """Bad user input: the message names the file (or folder) and what is wrong with it."""
+from common.errors import InputError  # noqa: F401 - re-exported: the stages import it from here
 
 
 @contextlib.contextmanager
@@ -104,9 +102,15 @@ def _pil_format(path) -> str:
 
 
 def read_image(path, mode: str = "RGB") -> np.ndarray:
-    """Read an image as a uint8 array (HxWx3 for RGB, HxWx4 for RGBA, HxW for L).
+    """Read an image as a viewer shows it, as a uint8 array (HxWx3 RGB, HxWx4 RGBA, HxW L).
 
-    Raises InputError naming the file when it is missing, empty, truncated or not an image.
+    * EXIF orientation is applied (a phone photo tagged "rotate 90" comes out upright);
+    * more than 8 bits per sample (16-bit PNG/TIFF, grey or colour) keep the high byte, as
+      libpng's 16 -> 8 bit stripping does (a 16-bit grey frame is not clipped to white);
+    * palette, grey, grey+alpha, CMYK images are expanded to `mode`; RGBA -> RGB drops alpha;
+    * an embedded ICC colour profile other than sRGB is converted to sRGB.
+    Raises InputError naming the file when it is missing, empty, truncated, not an image, or
+    of a pixel type with no defined 8-bit picture (32-bit float).
     """
     path = Path(path)
     if not path.is_file():
@@ -114,13 +118,60 @@ def read_image(path, mode: str = "RGB") -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert(mode))
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise InputError(f"{path}: cannot read image ({e})") from None
+            return np.asarray(_as_displayed(im, path).convert(mode))
+    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as e:
+        raise InputError(f"{path}: cannot read image ({e or type(e).__name__})") from None
 
 
-def read_points(path, n: int = 5) -> np.ndarray:
-    """Read an `x y` per line landmark file (spaces or tabs) as an (n, 2) float array."""
+def _as_displayed(im: Image.Image, path) -> Image.Image:
+    """8-bit, upright, sRGB version of an opened PIL image (see read_image)."""
+    from PIL import ImageOps
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise InputError(f"{path}: {im.mode} image with values outside 0..65535; convert it to "
+                             "8 or 16 bits per sample")
+        im2 = Image.fromarray((a.astype(np.uint32) >> 8).astype(np.uint8), "L")
+        im2.info = im.info
+        im2.getexif().update(im.getexif())
+        im = im2
+    elif im.mode == "F":
+        raise InputError(f"{path}: 32-bit floating-point image; convert it to 8 or 16 bits per sample")
+    if im.getexif().get(0x0112, 1) != 1:  # EXIF Orientation
+        im = ImageOps.exif_transpose(im)
+    icc = im.info.get("icc_profile")
+    if icc and im.mode in ("RGB", "RGBA", "L", "CMYK"):
+        im = _to_srgb(im, icc)
+    return im
+
+
+def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
+    import io
+
+    from PIL import ImageCms
+
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(src).lower().replace(" ", ""):
+            return im
+        alpha = im.getchannel("A") if im.mode == "RGBA" else None
+        base = im.convert("RGB") if im.mode == "RGBA" else im
+        out = ImageCms.profileToProfile(base, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return im  # a damaged or unsupported profile: show the pixel values as they are
+    if alpha is not None:
+        out.putalpha(alpha)
+    return out
+
+
+def read_points(path, n: int = 5, image_size=None) -> np.ndarray:
+    """Read an `x y` per line landmark file (spaces or tabs) as an (n, 2) float array.
+
+    InputError naming the file when it is missing, not numeric, not n rows of two values, has
+    NaN/inf, when all points coincide (a zero-area face), or, with `image_size` = (w, h), when a
+    point lies outside the image (pixel centres at integers, so outside [-0.5, w - 0.5]).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: landmark file not found")
@@ -132,6 +183,14 @@ def read_points(path, n: int = 5) -> np.ndarray:
         raise InputError(f"{path}: expected {n} rows of 'x y', got an array of shape {pts.shape}")
     if not np.all(np.isfinite(pts)):
         raise InputError(f"{path}: landmark file contains NaN or infinite values")
+    if np.ptp(pts, axis=0).max() < 1.0:
+        raise InputError(f"{path}: all {'five' if n == 5 else n} points coincide (a zero-area face)")
+    if image_size is not None:
+        w, h = image_size
+        out = (pts[:, 0] < -0.5) | (pts[:, 0] > w - 0.5) | (pts[:, 1] < -0.5) | (pts[:, 1] > h - 0.5)
+        if out.any():
+            x, y = pts[np.argmax(out)]
+            raise InputError(f"{path}: point ({x:g}, {y:g}) lies outside the {w}x{h} image")
     return pts
 
 

@@ -52,6 +52,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.names import safe_name
+
 from .align import align_dataset, datalist_line, frame_offsets
 from .blur import from_linear, list_frames, to_linear
 from .fileio import InputError, frame_name, read_image, write_image, write_text
@@ -105,12 +107,6 @@ def find_clips(folder) -> list[Path]:
     if not clips:
         raise InputError(f"{folder}: no video files ({', '.join(VIDEO_EXTS)}) or frame folders inside")
     return clips
-
-
-def safe_name(name: str) -> str:
-    """Clip name usable as a folder and a datalist column (no spaces or separators)."""
-    out = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
-    return out or "clip"
 
 
 def _rng(cfg: RecipeConfig, *key) -> np.random.Generator:

@@ -59,11 +59,59 @@ def _image_files(folder: Path) -> list[Path]:
                   key=_natural_key)
 
 
-def iter_video(path, max_frames: int | None = None, step: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+def frame_folder_files(folder) -> list[Path]:
+    """Image files of a folder of frames (natural order); InputError when there are none."""
+    folder = Path(folder)
+    files = _image_files(folder)
+    if not files:
+        raise InputError(f"{folder}: folder contains no image files ({', '.join(IMAGE_EXTS)})")
+    return files
+
+
+def displayed_size(path) -> tuple[int, int] | None:
+    """(width, height) of an image as shown (EXIF rotation applied), from its header only;
+    None when the header cannot be read (the full decode reports the problem)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+                w, h = h, w
+            return w, h
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+
+
+def check_frame_sizes(files) -> tuple[int, int] | None:
+    """All frames of a clip must have one size (neighbour alignment and the network stack them).
+
+    Reads only the headers. Raises InputError naming the first file whose size differs, with
+    both sizes. Returns the common (width, height) (None when no header was readable).
+    """
+    ref = None
+    for f in files:
+        size = displayed_size(f)
+        if size is None:
+            continue
+        if ref is None:
+            ref = (f, size)
+        elif size != ref[1]:
+            raise InputError(f"{f}: frame size {size[0]}x{size[1]} differs from {ref[1][0]}x{ref[1][1]} of "
+                             f"{Path(ref[0]).name}, the first frame (all frames of a clip must have one size; "
+                             "resize them first, or split the folder)")
+    return ref[1] if ref else None
+
+
+def iter_video(path, max_frames: int | None = None, step: int = 1, on_error: str = "stop",
+               skipped: list | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (source_index 0-based, RGB uint8 HxWx3) for frames 0, step, 2*step, ...
 
     Stops after `max_frames` yielded frames. Raises InputError naming `path` when it does not
-    exist, cannot be decoded, or yields no frame.
+    exist, cannot be decoded, or yields no frame; for a folder of frames also when a frame
+    cannot be read (`on_error="stop"`, checked frame by frame) or when the frames differ in size
+    (checked from the headers before the first frame is yielded). `on_error="skip"` leaves out
+    unreadable frames of a folder and appends their messages to `skipped`.
     """
     path = Path(path)
     if step < 1:
@@ -73,14 +121,23 @@ def iter_video(path, max_frames: int | None = None, step: int = 1) -> Iterator[t
     limit = np.inf if max_frames is None else max_frames
     count = 0
     if path.is_dir():
-        files = _image_files(path)
-        if not files:
-            raise InputError(f"{path}: folder contains no image files ({', '.join(IMAGE_EXTS)})")
+        files = frame_folder_files(path)
+        check_frame_sizes(files[::step][: None if max_frames is None else max_frames])
         for i in range(0, len(files), step):
             if count >= limit:
                 return
-            yield i, read_image(files[i])
+            try:
+                frame = read_image(files[i])
+            except InputError as e:
+                if on_error != "skip":
+                    raise
+                if skipped is not None:
+                    skipped.append(str(e))
+                continue
+            yield i, frame
             count += 1
+        if count == 0:
+            raise InputError(f"{path}: none of the {len(files)} image files could be read")
         return
     for i, frame in _decode(path, step):
         if count >= limit:
@@ -88,7 +145,15 @@ def iter_video(path, max_frames: int | None = None, step: int = 1) -> Iterator[t
         yield i, frame
         count += 1
     if count == 0:
+        _explain_undecodable(path)
         raise InputError(f"{path}: no frame could be decoded (not a video, or an empty one)")
+
+
+def _explain_undecodable(path: Path) -> None:
+    """Raise ffmpeg's precise reason (no video stream, no frame, not a video) as InputError."""
+    from common.videoio import probe_video
+
+    probe_video(path)
 
 
 def _decode(path: Path, step: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -117,13 +182,17 @@ def _decode(path: Path, step: int) -> Iterator[tuple[int, np.ndarray]]:
     try:
         import imageio_ffmpeg
 
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        # passthrough: one output frame per decoded frame (the default would duplicate or drop
+        # frames of a variable-frame-rate video to fit a constant rate)
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24",
+                                            output_params=["-fps_mode", "passthrough"])
         meta = next(reader)
         w, h = meta["size"]
         for i, buf in enumerate(reader):
             if i % step == 0:
                 yield i, np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy()
     except (RuntimeError, OSError, StopIteration, KeyError) as e:
+        _explain_undecodable(path)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InputError(f"{path}: cannot decode video (not a video file, or a codec ffmpeg "
                          f"does not know: {first[:160]})") from None
@@ -224,16 +293,18 @@ def crop_square(img: np.ndarray, cx: float, cy: float, side: float, size: int) -
 
 def extract_frames(video, dataset, name: str | None = None, max_frames: int | None = None,
                    step: int = 1, face_crop: int | None = None, subdir: str = "sharp",
-                   crop_scale: float = 2.0, crop_smooth: float = 5.0) -> dict:
+                   crop_scale: float = 2.0, crop_smooth: float = 5.0, on_error: str = "stop") -> dict:
     """Write `dataset/<name>/<subdir>/NNNNN.png`; return a summary dict.
 
     Frames already written (e.g. by an interrupted run) are not rewritten. With `face_crop`,
     the smoothed boxes are saved once to `crop_boxes.txt` and re-used on re-runs so a resumed
-    run crops exactly as the first one did.
+    run crops exactly as the first one did. `on_error="skip"`: unreadable frames of a folder are
+    left out (the rest numbered consecutively) and counted in `errors_skipped`.
 
     The clip name must fit the whitespace-separated datalist (common/names.py): an explicit
     `name` that does not is refused (InputError); one taken from the file name is made safe
-    ('my clip.mp4' -> 'my_clip') and the summary says so in `note`.
+    ('my clip.mp4' -> 'my_clip') and the summary says so in `note`. Either way it is a plain
+    folder name (no `..`, separators or leading dot), so outputs stay inside `dataset`.
     """
     video = Path(video)
     note = None
@@ -248,16 +319,20 @@ def extract_frames(video, dataset, name: str | None = None, max_frames: int | No
             name = safe_name(name)
     root = Path(dataset) / name
     out_dir = root / subdir
+    if video.is_dir() and out_dir.resolve() == video.resolve():
+        raise InputError(f"{out_dir}: the output folder is the input folder {video}; its frames would be "
+                         "overwritten while being read (choose another --dataset or --name)")
     written = skipped = 0
+    bad: list[str] = []
     if face_crop is None:
-        for k, (_, frame) in enumerate(iter_video(video, max_frames, step), start=1):
+        for k, (_, frame) in enumerate(iter_video(video, max_frames, step, on_error, bad), start=1):
             path = out_dir / frame_name(k)
             if path.exists():
                 skipped += 1
                 continue
             write_image(path, frame)
             written += 1
-        return _summary(video, name, written, skipped, note)
+        return _summary(video, name, written, skipped, note, bad)
 
     boxes_file = root / "crop_boxes.txt"
     boxes = _read_boxes(boxes_file) if boxes_file.exists() else None
@@ -266,7 +341,7 @@ def extract_frames(video, dataset, name: str | None = None, max_frames: int | No
         sources: list[int] = []
 
         def frames():
-            for src, f in iter_video(video, max_frames, step):
+            for src, f in iter_video(video, max_frames, step, on_error, bad):
                 sources.append(src)
                 yield f
 
@@ -281,8 +356,8 @@ def extract_frames(video, dataset, name: str | None = None, max_frames: int | No
         write_text(boxes_file, "".join(f"{frame_name(k)} {src} {cx:.3f} {cy:.3f} {side:.3f}\n"
                                        for k, (src, cx, cy, side) in boxes.items()))
     if all((out_dir / frame_name(k)).exists() for k in boxes):
-        return _summary(video, name, 0, len(boxes), note)
-    source = enumerate((f for _, f in iter_video(video, len(boxes), step)), start=1)
+        return _summary(video, name, 0, len(boxes), note, [])
+    source = enumerate((f for _, f in iter_video(video, len(boxes), step, on_error, [])), start=1)
     for k, frame in source:
         path = out_dir / frame_name(k)
         if path.exists():
@@ -291,11 +366,12 @@ def extract_frames(video, dataset, name: str | None = None, max_frames: int | No
         _, cx, cy, side = boxes[k]
         write_image(path, crop_square(frame, cx, cy, side, face_crop))
         written += 1
-    return _summary(video, name, written, skipped, note)
+    return _summary(video, name, written, skipped, note, bad)
 
 
-def _summary(video, name, written, skipped, note) -> dict:
-    out = dict(video=str(video), name=name, frames=written + skipped, written=written, skipped=skipped)
+def _summary(video, name, written, skipped, note, bad) -> dict:
+    out = dict(video=str(video), name=name, frames=written + skipped, written=written, skipped=skipped,
+               errors_skipped=len(bad), errors=bad[:10])
     if note:
         out["note"] = note
     return out

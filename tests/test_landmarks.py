@@ -76,9 +76,9 @@ def test_rerun_skips_and_check_cli(vd001_detected):
     before = f.read_text()
     assert detect_dataset(ds, points=68)["vd001"]["skipped"] is True
     assert f.read_text() == before
-    write_points(f, [[1e6, 5]] * 5)
+    write_points(f, [[1e6, 5], [1e6 + 20, 5], [1e6 + 10, 15], [1e6, 25], [1e6 + 20, 25]])
     r = run_cli("facePointDetection", "--dataset", ds, "--check", cwd=ds)
-    assert r.returncode == 1 and "00003.txt: point outside" in r.stderr
+    assert r.returncode == 2 and "00003.txt: point outside" in r.stderr
     f.write_text(before)
 
 
@@ -127,7 +127,7 @@ def test_check_points_reports_each_problem(tmp_path):
     ds = tmp_path / "dataset"
     for k in range(1, 4):
         write_image(ds / "v" / "blurry" / f"{k:05d}.png", np.zeros((20, 30, 3), np.uint8))
-    write_points(ds / "v" / "face" / "00001.txt", [[1, 2]] * 5)
+    write_points(ds / "v" / "face" / "00001.txt", [[1, 2], [9, 2], [5, 6], [2, 9], [8, 9]])
     (ds / "v" / "face" / "00002.txt").write_text("1 2\n3 4\n")
     problems = check_points(ds)
     assert len(problems) == 2
@@ -150,3 +150,39 @@ def test_frame_without_face_is_interpolated_and_reported(vd001_detected, tmp_pat
     assert np.allclose(p2, (p1 + p3) / 2, atol=1e-3)
     assert len((ds / "v" / "bbox.txt").read_text().splitlines()) == 3
     assert not (ds / "v" / ".facepoints_raw").exists()  # cache removed once the clip is done
+
+
+def test_gap_fill_mask_bridges_only_short_runs():
+    from facePointDetection.pipeline import gap_fill_mask
+
+    d = np.array([0, 1, 0, 0, 1, 0, 0, 0, 1, 1, 0], bool)
+    assert gap_fill_mask(d, 2).astype(int).tolist() == [1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1]
+    assert gap_fill_mask(d, 0).tolist() == d.tolist()
+    assert gap_fill_mask(d, -1).all()
+
+
+def test_face_leaving_the_picture_gets_no_landmarks(vd001_detected, tmp_path):
+    """Three grey frames in the middle (longer than --max_gap 2): no invented points there."""
+    src = vd001_detected[0]
+    ds = tmp_path / "dataset"
+    (ds / "v" / "blurry").mkdir(parents=True)
+    for k in range(1, 6):
+        name = f"{k:05d}.png"
+        if k in (2, 3, 4):
+            write_image(ds / "v" / "blurry" / name, np.full((311, 271, 3), 128, np.uint8))
+        else:
+            shutil.copy(src / "blurry" / name, ds / "v" / "blurry" / name)
+    logged = []
+    res = detect_dataset(ds, log=logged.append)
+    assert res["v"]["no_face"] == ["00002.png", "00003.png", "00004.png"] and res["v"]["interpolated"] == []
+    assert sorted(p.name for p in (ds / "v" / "face").iterdir()) == ["00001.txt", "00005.txt"]
+    assert (ds / "v" / "noface.txt").read_text().split() == ["00002.png", "00003.png", "00004.png"]
+    assert len((ds / "v" / "bbox.txt").read_text().splitlines()) == 2
+    assert any("left without landmarks: 00002.png, 00003.png, 00004.png" in m for m in logged)
+    assert check_points(ds) == []  # frames without a face need no landmark file
+    assert detect_dataset(ds)["v"]["skipped"] is True  # and a re-run sees the clip as done
+    # --max_gap 3 takes the same run for a detector miss: interpolated, as before
+    shutil.rmtree(ds / "v" / "face")
+    res = detect_dataset(ds, max_gap=3)
+    assert res["v"]["interpolated"] == ["00002.png", "00003.png", "00004.png"] and res["v"]["no_face"] == []
+    assert not (ds / "v" / "noface.txt").exists()

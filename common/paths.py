@@ -1,0 +1,31 @@
+"""Path safety for names and output folders that come from users.
+
+An output folder that is the input folder would overwrite (or re-read) the user's own files:
+refused with an InputError. (Clip names, which become folder names and datalist columns, are
+checked by common/names.py: no `..`, separators, whitespace or leading dot.)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.errors import InputError
+
+
+def inside(child, parent) -> bool:
+    """True when `child` is `parent` or lies under it (paths resolved, links followed)."""
+    c, p = Path(child).resolve(), Path(parent).resolve()
+    return c == p or p in c.parents
+
+
+def check_output(output, inputs, what: str = "output") -> None:
+    """Refuse an output path that is one of the `inputs` (a file or folder the tool reads).
+
+    Writing there would replace the user's files (e.g. `deblur_video.py in.mp4 in.mp4`, or
+    `--frames_out` = the input folder of frames) or make the tool read its own outputs back.
+    """
+    for src in inputs:
+        if src is None:
+            continue
+        if Path(output).resolve() == Path(src).resolve():
+            raise InputError(f"{output}: the {what} is the input {src} itself; it would be "
+                             "overwritten. Choose another path")
