@@ -14,13 +14,14 @@ import json
 import sys
 
 from common.cli import run_cli
+from common.names import name_problem, safe_name
 
 from .align import ALIGN_METHODS, align_dataset
 from .blur import blur_dataset
 from .fileio import InputError
 from .flow import FLOW_METHODS
 from .parallel import run_tasks
-from .video import extract_frames
+from .video import extract_frames, video_name
 
 
 def _frames_args(p):
@@ -129,6 +130,18 @@ def run_frames(a) -> list:
         raise ValueError(f"--max_frames must be >= 1, got {a.max_frames}")
     if a.face_crop is not None and a.face_crop < 16:
         raise ValueError(f"--face_crop must be at least 16 pixels, got {a.face_crop}")
+    if not a.name:
+        # Two sources that end up under one clip name would mix their frames (existing
+        # frames are kept on re-runs): 'a/clip.mp4' and 'b/clip.mp4', or 'my clip.mp4' and
+        # 'my_clip.mp4' once the first is made safe.
+        seen = {}
+        for v in a.video:
+            n = video_name(v)
+            n = safe_name(n) if name_problem(n) else n
+            if n in seen:
+                raise ValueError(f"{seen[n]} and {v} would both become clip '{n}'; "
+                                 f"run them separately with different --name")
+            seen[n] = v
     opts = vars(a)
     return run_tasks(_extract, [(v, opts) for v in a.video], a.jobs, desc="frames", unit="video")
 

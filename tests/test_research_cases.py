@@ -110,6 +110,14 @@ def test_clip_name_with_a_space_gives_a_datalist_training_reads(tmp_path, vd001,
     assert rc == 2 and "--name 'my clip'" in err and "whitespace" in err
     assert not (tmp_path / "ds2" / "my clip").exists()
 
+    # Two sources that would share one clip name are refused before anything is written.
+    shutil.copy(video, tmp_path / "my_clip.mp4")
+    rc = pre.main(["frames", "--video", str(video), str(tmp_path / "my_clip.mp4"),
+                   "--dataset", str(tmp_path / "ds3")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "would both become clip 'my_clip'" in err
+    assert not (tmp_path / "ds3").exists()
+
     # A clip folder made by hand with such a name: refused before anything is aligned.
     shutil.copytree(ds / "my_clip", ds / "your clip")
     rc = pre.main(["align", "--dataset", str(ds), "--out", str(ts), "--datalist",
