@@ -313,6 +313,9 @@ def extract_frames(video, dataset, name: str | None = None, max_frames: int | No
                          f"(e.g. {safe_name(name)!r})")
     if name is None:
         name = video_name(video)
+        if name in ("", ".", ".."):
+            # a path like `clip/..`: no name to make safe; writing there would leave `dataset`
+            raise InputError(f"{video}: clip name {name!r} is not a folder name (give one with --name)")
         if name_problem(name):
             note = (f"clip name {name!r} (from {video.name}) {name_problem(name)}; "
                     f"written as {safe_name(name)!r}")

@@ -445,7 +445,7 @@ def test_run_model_train_datalist_with_seven_columns(tmp_path, capsys):
     lst.write_text("\n".join(lines) + "\n")
     args = ["--phase", "train", "--datalist", lst, "--data_root", tmp_path / "dataset", "--train_root",
             tmp_path / "training_set", "--checkpoint_dir", tmp_path / "ck", "--channels", "4", "--gpu", "-1",
-            "--patch_size", "32", "--max_steps", "1"]
+            "--patch_size", "36", "--max_steps", "1"]
     rc, _, err = _run(run_model.main, args, capsys)
     assert_bad_input(rc, err, lst, "line 2: 7 columns, expected 8")
     assert not list((tmp_path / "ck").glob("*.npz")) if (tmp_path / "ck").exists() else True

@@ -177,4 +177,7 @@ def test_demo_and_render_killed_mid_run_resume(tmp_path, vd001, standin):
     assert r.returncode == 0, r.stderr[-2000:]
     m = re.search(r"renders written: (\d+) frames", r.stderr)
     assert m and int(m.group(1)) == 12 - len(done)  # only the frames without a render
-    assert _all_open(ts) == 24  # 12 face_render + 12 render
+    # 12 restored renders in training_set/<clip>/render/, 12 224x224 renders in
+    # dataset/<clip>/face_render/ (where the original writes them)
+    assert _all_open(ts) == 12
+    assert sum(_all_open(d) for d in ds.glob("*/face_render")) == 12

@@ -67,7 +67,8 @@ def test_blur_grows_with_exposure_and_sharp_is_unblurred():
     for exposure in (0.05, 0.5, 1.5):
         sharp, blurry, n_sub = synthesize(frames, sh, exposure, 1.0, 8.0, 25)
         errs.append(np.mean([np.abs(s.astype(float) - b).mean() for s, b in zip(sharp, blurry)]))
-    assert errs[0] < 1.0 < errs[1] < errs[2]
+    # a near-zero exposure only differs by resampling (bilinear sub-samples, bicubic sharp)
+    assert errs[0] < 0.3 * errs[1] and errs[1] < errs[2]
     # the sharp frame is the source seen through the camera at mid-exposure
     from preprocess.recipe import view, _encode
     from preprocess.blur import to_linear
