@@ -182,20 +182,6 @@ def save_native(path, net, config: dict, step: int, optimizer=None, extra: dict 
     return Path(path)
 
 
-def export_weights(src, dst, dtype: str = "float16", extra: dict | None = None) -> Path:
-    """Write an inference-only copy of a native checkpoint: weights (cast to `dtype`), no
-    optimizer state, the stored meta plus `extra` (e.g. validation figures). Loads like any
-    native checkpoint (weights are cast back to the network's float32 on assignment)."""
-    weights, _, meta = read_native(src)
-    meta = {**meta, **(extra or {}), "exported_from": Path(src).name, "weights_dtype": dtype}
-    payload = {f"weights/{k}": np.asarray(v).astype(dtype) for k, v in weights.items()}
-    payload["meta"] = np.array(json.dumps(meta))
-    with atomic_path(dst, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **payload)
-    return Path(dst)
-
-
 def read_native(path) -> tuple[dict, dict, dict]:
     """Returns (weights by TF1 name, optimizer arrays by path, meta).
 

@@ -218,8 +218,8 @@ class Shake:
         v = np.gradient(unit.params(t), t, axis=1)  # (4, T) unit-amplitude speeds
         rms = lambda x: float(np.sqrt(np.mean(x ** 2)))  # noqa: E731
         r = size / 2
-        amp = np.array([speed / max(np.sqrt(rms(v[0]) ** 2 + rms(v[1]) ** 2), 1e-9) * 1.0,
-                        speed / max(np.sqrt(rms(v[0]) ** 2 + rms(v[1]) ** 2), 1e-9) * 1.0,
+        shift = speed / max(math.hypot(rms(v[0]), rms(v[1])), 1e-9)
+        amp = np.array([shift, shift,
                         rot_share * speed / r / max(rms(v[2]), 1e-9),
                         zoom_share * speed / r / max(rms(v[3]), 1e-9)])
         # Keep the view inside the margin: translation + rotation/zoom at the corners.
