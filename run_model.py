@@ -30,6 +30,9 @@ def parse_args(argv=None):
                    help="blurry frames per input (t-2..t+2, or t-4..t+4)")
     g.add_argument("--channels", type=int, default=32,
                    help="base width (channels, 2x, 4x); 32 is the original network")
+    g.add_argument("--residual", action="store_true",
+                   help="predict a correction added to the blurry centre frame (not in the paper; "
+                        "the shipped model uses it, see checkpoints/MODEL_CARD.md)")
     g = p.add_argument_group("training")
     g.add_argument("--datalist", default="./datalist_train.txt", help="8-column training list")
     g.add_argument("--data_root", default="./dataset", help="root of the sharp column")
@@ -127,7 +130,8 @@ def _main(argv=None) -> int:
             set_precision(args.precision)
             path = args.checkpoint or default_train_dir(args.face, args.levels, args.patch_size)
             config = dict(face=args.face, levels=args.levels, model=args.model,
-                          n_frames=args.n_frames, channels=args.channels)
+                          n_frames=args.n_frames, channels=args.channels,
+                          residual=args.residual)
             net, config, step = load_generator(path, config)
             print(f"Loaded {path} (step {step}): {config}")
             run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,

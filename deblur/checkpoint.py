@@ -51,7 +51,9 @@ class CheckpointNotFinite(InputError):
 
 
 # The network settings a checkpoint fixes (build_generator's arguments).
-NETWORK_KEYS = ("face", "levels", "model", "n_frames", "channels")
+NETWORK_KEYS = ("face", "levels", "model", "n_frames", "channels", "residual")
+# Keys added after checkpoints were first written, with the value those checkpoints imply.
+NETWORK_DEFAULTS = {"residual": False}
 
 
 # ----------------------------------------------------------------------------- name-based loading
@@ -316,11 +318,12 @@ def load_generator(path, config: dict | None = None, verbose: bool = True, log=p
                         if sound else "no other checkpoint there is sound")
                 raise type(e)(f"{e}\n  {hint}") from None
             raise
-        stored = {k: meta["config"][k] for k in NETWORK_KEYS if k in meta["config"]}
+        stored = {**NETWORK_DEFAULTS,
+                  **{k: meta["config"][k] for k in NETWORK_KEYS if k in meta["config"]}}
         step = int(meta.get("step", 0))
     else:
         weights, prefix = read_tf1_checkpoint(p)
-        stored = infer_config_from_tf1(weights)
+        stored = {**infer_config_from_tf1(weights), **NETWORK_DEFAULTS}  # the paper's network
         m = re.search(r"-(\d+)$", prefix)
         step = int(m.group(1)) if m else 0
         p = Path(prefix)

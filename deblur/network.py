@@ -150,9 +150,9 @@ class ResizeLike(layers.Layer):
 
 # ----------------------------------------------------------------------------- blocks
 
-def _conv(filters, kernel, name, stride=1, activation="relu"):
+def _conv(filters, kernel, name, stride=1, activation="relu", init="glorot_uniform"):
     return layers.Conv2D(filters, kernel, strides=stride, padding="same", activation=activation,
-                         kernel_initializer="glorot_uniform", bias_initializer="zeros", name=name)
+                         kernel_initializer=init, bias_initializer="zeros", name=name)
 
 
 @keras.saving.register_keras_serializable(package="facedeblur")
@@ -294,10 +294,29 @@ class Tile(layers.Layer):
         return {**super().get_config(), "times": self.times}
 
 
+@keras.saving.register_keras_serializable(package="facedeblur")
+class CentreFrame(layers.Layer):
+    """Channels [start, start + count) of the stacked blurry frames: the centre frame."""
+
+    def __init__(self, start: int, count: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.count = int(start), int(count)
+
+    def call(self, x):
+        return x[..., self.start:self.start + self.count]
+
+    def compute_output_shape(self, s):
+        return tuple(s[:-1]) + (self.count,)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "count": self.count}
+
+
 # ----------------------------------------------------------------------------- generator
 
 def build_generator(face: str = "both", levels: int = 1, model: str = "color",
-                    n_frames: int = 5, channels: int = 32, name: str = SCOPE) -> keras.Model:
+                    n_frames: int = 5, channels: int = 32, residual: bool = False,
+                    name: str = SCOPE) -> keras.Model:
     """Build the generator as a functional Keras model.
 
     Inputs (dict): `blur` [B, H, W, C*n_frames] in [0, 1] (frames t-2..t+2 stacked on channels,
@@ -306,6 +325,12 @@ def build_generator(face: str = "both", levels: int = 1, model: str = "color",
     (and >= `min_size` with coeff). Outputs: `levels` tensors [B, H*s, W*s, C], coarsest first,
     s = 0.5**(levels-1-i); the last one is the restored centre frame.
     `channels` sets the widths (channels, 2*channels, 4*channels); 32 is the original.
+    `residual=True` is this project's departure from the paper (off by default, and for every
+    TF1 checkpoint): each scale outputs its blurry centre frame plus `dec1_0`, whose kernel
+    starts at zero, so an untrained network is the identity and training only has to learn the
+    correction. The original (like SRN-Deblur) predicts the image directly, which on 2 CPU
+    cores takes longer to reach the blurry input's own PSNR than a session lasts
+    (checkpoints/MODEL_CARD.md). Same variables either way: weights load into both.
     """
     if face not in FACE_MODES:
         raise ValueError(f"face must be one of {FACE_MODES}, got {face!r}")
@@ -337,7 +362,8 @@ def build_generator(face: str = "both", levels: int = 1, model: str = "color",
     dec1_4 = layers.Conv2DTranspose(w1r, 4, strides=2, padding="same", activation="relu",
                                     kernel_initializer="glorot_uniform", name="dec1_4")
     dec1 = [ResBlock(w1r, name=f"dec1_{k}") for k in (3, 2, 1)]
-    dec1_0 = _conv(C, 5, "dec1_0", activation=None)
+    dec1_0 = _conv(C, 5, "dec1_0", activation=None, init="zeros" if residual else "glorot_uniform")
+    centre = slice(C * (n_frames // 2), C * (n_frames // 2 + 1))
     lstm = ConvLSTM(w3, name="convLSTM") if model == "lstm" else None
 
     blur = inputs["blur"]
@@ -381,6 +407,9 @@ def build_generator(face: str = "both", levels: int = 1, model: str = "color",
         for b in dec1:
             x = b(x)
         out = dec1_0(x)
+        if residual:
+            out = layers.Add(name=f"scale{i}_residual")(
+                [out, CentreFrame(centre.start, C, name=f"scale{i}_centre")(inp_blur)])
         # Keep the restored image in float32 under mixed-precision policies.
         outputs.append(layers.Activation("linear", dtype="float32", name=f"out{i}")(out))
         if i + 1 < levels:
@@ -388,7 +417,7 @@ def build_generator(face: str = "both", levels: int = 1, model: str = "color",
 
     net = keras.Model(inputs, outputs, name=name)
     net.deblur_config = dict(face=face, levels=levels, model=model, n_frames=n_frames,
-                             channels=channels)
+                             channels=channels, residual=bool(residual))
     return net
 
 

@@ -152,7 +152,7 @@ def train(args) -> dict:
     check_settings(args)
     n_frames, face = args.n_frames, args.face
     config = dict(face=face, levels=args.levels, model=args.model, n_frames=n_frames,
-                  channels=args.channels)
+                  channels=args.channels, residual=bool(getattr(args, "residual", False)))
     train_dir = Path(args.checkpoint_dir or default_train_dir(face, args.levels, args.patch_size))
     _check_resume_settings(train_dir, config)
     samples = parse_datalist(args.datalist, args.data_root, args.train_root, n_frames, face)
@@ -383,7 +383,7 @@ def _check_resume_settings(train_dir, config) -> None:
 
 
 def _refuse_other_network(path, meta, config) -> None:
-    stored = {k: meta["config"].get(k) for k in ckpt.NETWORK_KEYS}
+    stored = {k: meta["config"].get(k, ckpt.NETWORK_DEFAULTS.get(k)) for k in ckpt.NETWORK_KEYS}
     diff = [k for k in ckpt.NETWORK_KEYS if stored[k] != config[k]]
     if diff:
         raise InputError(

@@ -174,3 +174,23 @@ def test_run_model_help_lists_the_flags(capsys):
                  "--output_path", "--checkpoint", "--precision"):
         assert flag in text, flag
     assert "both,render,coeff,none" in text.replace(" ", "") or "{both,render,coeff,none}" in text
+
+
+@pytest.mark.parametrize("face,levels", [("none", 1), ("both", 2)])
+def test_residual_network_starts_as_the_identity(face, levels):
+    """--residual: each scale adds the blurry centre frame; dec1_0 starts at zero, so an
+    untrained network returns its input's centre frame exactly, at every scale."""
+    net = build_generator(face, levels, "color", 5, channels=4, residual=True)
+    x = _inputs(face, "color", 5, 72, 80)
+    outs = _as_list(net(x))
+    np.testing.assert_array_equal(np.asarray(outs[-1]), x["blur"][..., 6:9])
+    # Same variables (and so the same TF1 names) as the paper's network.
+    plain = build_generator(face, levels, "color", 5, channels=4)
+    assert net.count_params() == plain.count_params()
+    assert set(tf1_names(net)) == set(tf1_names(plain))
+    assert net.deblur_config["residual"] is True and plain.deblur_config["residual"] is False
+    # Once dec1_0 is non-zero the output departs from the input by exactly dec1_0's output.
+    rng = np.random.default_rng(1)
+    for v in (net.get_layer("dec1_0").kernel, plain.get_layer("dec1_0").kernel):
+        v.assign(rng.normal(0, 0.01, v.shape).astype(np.float32))
+    assert np.abs(np.asarray(_as_list(net(x))[-1]) - x["blur"][..., 6:9]).max() > 1e-4

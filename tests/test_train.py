@@ -148,3 +148,30 @@ def test_checkpoint_flag_mismatch_is_reported(tmp_path):
     with pytest.raises(ckpt.CheckpointMismatch, match="shape mismatch"):
         ckpt.assign_by_name(build_generator("none", 1, channels=4),
                             ckpt.read_native(tmp_path / "ckpt" / "deblur-1.npz")[0], "x")
+
+
+def test_residual_setting_travels_with_the_checkpoint(tmp_path, capsys):
+    """--residual is stored in the checkpoint and wins at test time; checkpoints written before
+    the setting existed load as the paper's network; resuming with the other setting is refused."""
+    import json
+
+    deblur_data.build(tmp_path, n=3, h=40, w=40)
+    train(_args(tmp_path, "--patch_size", "36", "--max_steps", "1", "--face", "none",
+                "--residual"))
+    net, cfg, _ = ckpt.load_generator(tmp_path / "ckpt", {"face": "none", "levels": 1})
+    assert cfg["residual"] is True and net.deblur_config["residual"] is True
+    with pytest.raises(InputError, match="residual"):
+        train(_args(tmp_path, "--patch_size", "36", "--max_steps", "2", "--face", "none"))
+    # A checkpoint without the key (written before it existed) is the paper's network.
+    src = tmp_path / "ckpt" / "deblur-1.npz"
+    old = tmp_path / "old" / "deblur-1.npz"
+    old.parent.mkdir()
+    with np.load(src) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["config"]["residual"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(old, **arrays)
+    net, cfg, _ = ckpt.load_generator(old, {"face": "none", "levels": 1, "residual": True},
+                                      verbose=False)
+    assert cfg["residual"] is False and net.deblur_config["residual"] is False
