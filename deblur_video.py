@@ -2,7 +2,7 @@
 
 Replaces the original's manual sequence (extractFrames.m, the Windows landmark detector,
 demo.py, demo_render.py, generateAlignments.m, run_model.py --phase test; rwenqi/3Dfacedeblurring).
-Logic in deblur/video.py; stages and the resumable working folder are described there.
+Logic in pipeline/video.py; stages and the resumable working folder are described there.
 
     python deblur_video.py INPUT.mp4 OUTPUT.mp4 [--checkpoint checkpoints/both_1_256] [--full_frame]
 
@@ -18,8 +18,10 @@ import sys
 from pathlib import Path
 
 
-def _main(argv=None) -> int:
-    from deblur.video import DEFAULT_CHECKPOINT
+def build_parser() -> argparse.ArgumentParser:
+    from common.flags import add_flow_flag, add_gpu_flag
+    from deblur.config import add_face_flag
+    from pipeline.video import DEFAULT_CHECKPOINT
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", help="blurry face video (any format ffmpeg reads) or a folder of frames")
@@ -28,15 +30,13 @@ def _main(argv=None) -> int:
     ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                     help=f"trained network: native checkpoint folder/file or the authors' TF1 checkpoint "
                          f"(default {DEFAULT_CHECKPOINT})")
-    ap.add_argument("--face", default=None, choices=("both", "render", "coeff", "none"),
-                    help="facial prior of the network (default: the one stored in a native checkpoint; "
-                         "run_model.py's default for TF1 ones)")
+    add_face_flag(ap, default=None, help_default="the one stored in a native checkpoint; run_model.py's "
+                                                  "for TF1 ones")
     ap.add_argument("--levels", type=int, default=None, help="scale levels of the checkpoint (default: run_model's)")
     ap.add_argument("--align", default="flow", choices=("none", "flow", "homography"),
                     help="how neighbouring frames are warped onto each frame (default flow)")
-    ap.add_argument("--flow", default="dis", choices=("tvl1", "dis"),
-                    help="optical flow for --align flow (default dis: fast; tvl1 is the original's, slower)")
-    ap.add_argument("--gpu", type=int, default=-1, help="GPU id for the network, -1 = CPU (default -1)")
+    add_flow_flag(ap)
+    add_gpu_flag(ap)
     ap.add_argument("--rnet", default=None, help="the authors' R-Net .pb: 3D coefficients by R-Net instead of fitting")
     ap.add_argument("--bfm", default=None, help="BFM_model_front.mat (default: found in faceReconstruction/BFM/ "
                                                 "or BFM/, else the shipped ICT Face Model)")
@@ -62,10 +62,14 @@ def _main(argv=None) -> int:
     ap.add_argument("--feather", type=int, default=16, help="width in pixels of the blend ramp (default 16)")
     ap.add_argument("--model_args", default="", help="extra run_model.py flags, quoted, e.g. \"--channels 16\"")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def _main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
 
     from common.cli import EXIT_INTERNAL
-    from deblur.video import MAX_GAP, Options, StageError, deblur_video
+    from pipeline.video import MAX_GAP, Options, StageError, deblur_video
 
     opt = Options(input=Path(a.input), output=Path(a.output), checkpoint=Path(a.checkpoint),
                   work_dir=Path(a.work_dir) if a.work_dir else None, face=a.face, levels=a.levels,

@@ -12,8 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from preprocess.fileio import InputError
-
 
 def main(argv=None) -> int:
     """Exit statuses as every command (common/cli.py): 0 done, 2 bad input, 1 internal failure."""
@@ -40,22 +38,18 @@ def _main(argv=None) -> int:
 
     from deblur.evaluate import evaluate, format_table, write_comparison, write_reports
 
-    try:
-        rep = evaluate(args.pred, args.gt, args.blurry, identity=not args.no_identity)
-        out = Path(args.out) if args.out else Path(args.pred) / "eval"
-        csv_path, json_path = write_reports(rep, out)
-        print(format_table(rep))
-        print(f"wrote {csv_path}\nwrote {json_path}")
-        if args.compare:
-            written = write_comparison(args.pred, args.gt, args.compare, blurry=args.blurry,
-                                       render=args.render, fps=args.fps, rep=rep,
-                                       render_label=args.render_label)
-            for video, w in written.items():
-                print(f"comparison {video}: {len(w['pngs'])} PNG strips in {Path(w['pngs'][0]).parent}, "
-                      f"video {w['mp4']}")
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    rep = evaluate(args.pred, args.gt, args.blurry, identity=not args.no_identity)
+    out = Path(args.out) if args.out else Path(args.pred) / "eval"
+    csv_path, json_path = write_reports(rep, out)
+    print(format_table(rep))
+    print(f"wrote {csv_path}\nwrote {json_path}")
+    if args.compare:
+        written = write_comparison(args.pred, args.gt, args.compare, blurry=args.blurry,
+                                   render=args.render, fps=args.fps, rep=rep,
+                                   render_label=args.render_label)
+        for video, w in written.items():
+            print(f"comparison {video}: {len(w['pngs'])} PNG strips in {Path(w['pngs'][0]).parent}, "
+                  f"video {w['mp4']}")
     return 0
 
 

@@ -14,6 +14,9 @@ import argparse
 import os
 import sys
 
+from common.flags import add_gpu_flag, add_precision_flag, select_gpu
+from deblur.config import MODELS, add_face_flag
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -21,10 +24,9 @@ def parse_args(argv=None):
     p.add_argument("--phase", choices=("train", "test", "import"), default="test",
                    help="train a model, deblur a testing set, or import a TF1 checkpoint")
     g = p.add_argument_group("network (must match the checkpoint)")
-    g.add_argument("--face", choices=("both", "render", "coeff", "none"), default="both",
-                   help="3D face priors: render + identity coefficients, one of them, or none")
+    add_face_flag(g)
     g.add_argument("--levels", type=int, default=1, help="number of scales (scale-recurrent)")
-    g.add_argument("--model", choices=("color", "gray", "lstm"), default="color",
+    g.add_argument("--model", choices=MODELS, default="color",
                    help="colour network, gray (per-channel) network, or conv-LSTM bottleneck")
     g.add_argument("--n_frames", type=int, default=5, choices=(5, 9),
                    help="blurry frames per input (t-2..t+2, or t-4..t+4)")
@@ -88,13 +90,10 @@ def parse_args(argv=None):
     g.add_argument("--no_transpose", action="store_true",
                    help="test: do not transpose portrait frames (the original does)")
     g = p.add_argument_group("hardware")
-    g.add_argument("--gpu", default="0",
-                   help="GPU id(s), comma separated; -1 = CPU. Several ids -> MirroredStrategy")
-    g.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
-                   help="fp32, bf16/fp16 mixed precision, or auto (bf16 on AMX/AVX512-BF16 CPUs, "
-                        "mixed on GPUs)")
+    add_gpu_flag(g, several=True)
+    add_precision_flag(g)
     g.add_argument("--xla", action="store_true",
-                   help="compile the training step / forward pass with XLA (see the README's "
+                   help="compile the training step / forward pass with XLA (see docs/benchmarks.md's "
                         "speed table for where it helps)")
     return p.parse_args(argv)
 
@@ -108,38 +107,33 @@ def main(argv=None) -> int:
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ["CUDA_VISIBLE_DEVICES"] = "" if str(args.gpu) == "-1" else str(args.gpu)
+    select_gpu(args.gpu)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from deblur.checkpoint import CheckpointMismatch, import_tf1, load_generator, resolve
-    from deblur.train import TrainingDiverged, default_train_dir, train
-    from preprocess.fileio import InputError
+    from common.errors import InputError
+    from deblur.checkpoint import import_tf1, load_generator, resolve
+    from deblur.config import NetworkConfig
+    from deblur.train import default_train_dir, train
 
-    try:
-        if args.phase == "train":
-            train(args)
-        elif args.phase == "import":
-            if not args.checkpoint:
-                raise InputError("--phase import needs --checkpoint (the TF1 checkpoint)")
-            out = import_tf1(args.checkpoint, args.output_path, levels=args.levels)
-            print(f"Imported {args.checkpoint} -> {out}")
-        else:
-            from deblur.inference import Deblurrer, run_test
-            from deblur.precision import set_precision
+    # CheckpointMismatch and TrainingDiverged are InputErrors: run_cli reports them, exit 2
+    if args.phase == "train":
+        train(args)
+    elif args.phase == "import":
+        if not args.checkpoint:
+            raise InputError("--phase import needs --checkpoint (the TF1 checkpoint)")
+        out = import_tf1(args.checkpoint, args.output_path, levels=args.levels)
+        print(f"Imported {args.checkpoint} -> {out}")
+    else:
+        from deblur.inference import Deblurrer, run_test
+        from deblur.precision import set_precision
 
-            set_precision(args.precision)
-            path = args.checkpoint or default_train_dir(args.face, args.levels, args.patch_size)
-            config = dict(face=args.face, levels=args.levels, model=args.model,
-                          n_frames=args.n_frames, channels=args.channels,
-                          residual=args.residual)
-            net, config, step = load_generator(path, config)
-            print(f"Loaded {path} (step {step}): {config}")
-            run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,
-                               jit_compile=args.xla, source=str(resolve(path)[1])),
-                     args.input_path, args.output_path, args.gt_path, args.skip_existing)
-    except (InputError, CheckpointMismatch, TrainingDiverged) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        set_precision(args.precision)
+        path = args.checkpoint or default_train_dir(args.face, args.levels, args.patch_size)
+        net, config, step = load_generator(path, NetworkConfig.from_args(args))
+        print(f"Loaded {path} (step {step}): {config}")
+        run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,
+                           jit_compile=args.xla, source=str(resolve(path)[1])),
+                 args.input_path, args.output_path, args.gt_path, args.skip_existing)
     return 0
 
 

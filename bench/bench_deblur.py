@@ -8,7 +8,7 @@ Prints (and writes with --out) one JSON object:
 * `train_step`: the same for one optimisation step (Adam, multi-scale MSE) on
   --train_batch x --train_patch^2 patches, plus the loss;
 * `original_tf1_graph`: the fp32 forward time of an independent TF1/slim graph of the original
-  generator (tests/tf1_oracle.py) holding the same weights, and each setting's ratio to it;
+  generator (deblur/testing/tf1_oracle.py) holding the same weights, and each setting's ratio to it;
 * `train_compare` (with --compare_steps N): final losses of N training steps run by the
   project's own training command from the same initial weights, fp32 vs each low precision.
 
@@ -30,18 +30,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from common import metrics  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "bench" / "out"
 
 
 def parse():
+    from deblur.config import add_face_flag
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--face", default="both")
+    add_face_flag(p)
     p.add_argument("--levels", type=int, default=1)
     p.add_argument("--model", default="color")
     p.add_argument("--n_frames", type=int, default=5)
@@ -79,7 +82,7 @@ def default_settings():
 
 def vd001_dataset(root: Path):
     """vd001 in the original layout with unwarped neighbours and STAND-IN priors (bench only)."""
-    import deblur_data
+    from deblur.testing import datasets as deblur_data
 
     if not (root / "datalist_train.txt").is_file():
         deblur_data.build(root, video="vd001", source=SHARED / "vd001", n=25)
@@ -111,11 +114,11 @@ def build(setting, config, arrays):
     import keras
 
     from deblur.checkpoint import assign_by_name
-    from deblur.network import build_generator
+    from deblur.network import build_network
     from deblur.precision import set_precision
 
     set_precision(setting.split("+")[0])
-    net = build_generator(**config)
+    net = build_network(config)
     assign_by_name(net, arrays, "bench weights")
     keras.config.set_dtype_policy("float32")
     return net
@@ -133,8 +136,8 @@ def timed(fn, repeats, warmup):
 
 
 def psnr(a, b):
-    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+    """PSNR in dB of two network outputs, both clipped to the image range [0, 1]."""
+    return metrics.psnr(np.clip(a, 0, 1), np.clip(b, 0, 1), data_range=1.0)
 
 
 def select(x, face):
@@ -150,7 +153,7 @@ def bench_forward(settings, config, arrays, sizes, args):
 
     res = {}
     for h, w in sizes:
-        x = select(real_inputs(h, w, config["n_frames"]), config["face"])
+        x = select(real_inputs(h, w, config.n_frames), config.face)
         key = f"{h}x{w}"
         res[key] = {}
         ref = None
@@ -184,9 +187,9 @@ def bench_train_step(settings, config, arrays, args):
     from deblur.train import build_train_step, make_optimizer
 
     b, p = args.train_batch, args.train_patch
-    x = select(real_inputs(p, p, config["n_frames"], seed=1), config["face"])
+    x = select(real_inputs(p, p, config.n_frames, seed=1), config.face)
     x = {k: np.repeat(v, b, axis=0) for k, v in x.items()}
-    y = x["blur"][..., 6:9] if config["n_frames"] == 5 else x["blur"][..., :3]
+    y = x["blur"][..., 6:9] if config.n_frames == 5 else x["blur"][..., :3]
     res = {}
     for s in settings:
         net = build(s, config, arrays)
@@ -207,19 +210,19 @@ def bench_train_step(settings, config, arrays, args):
 def bench_original(config, arrays, sizes, args):
     """fp32 forward of the independent TF1/slim graph of the original, same weights."""
     import tensorflow as tf
-    import tf1_oracle
+    from deblur.testing import tf1_oracle
 
     v1 = tf.compat.v1
     res = {}
     for h, w in sizes:
-        x = real_inputs(h, w, config["n_frames"])
+        x = real_inputs(h, w, config.n_frames)
         graph = tf.Graph()
         with graph.as_default():
-            pb, pr, pc = tf1_oracle._placeholders(1, h, w, model=config["model"],
-                                                  n_frames=config["n_frames"])
-            outs = tf1_oracle._generator(pb, pr, pc, face=config["face"], levels=config["levels"],
-                                         model=config["model"], n_frames=config["n_frames"],
-                                         channels=config["channels"])
+            pb, pr, pc = tf1_oracle._placeholders(1, h, w, model=config.model,
+                                                  n_frames=config.n_frames)
+            outs = tf1_oracle._generator(pb, pr, pc, face=config.face, levels=config.levels,
+                                         model=config.model, n_frames=config.n_frames,
+                                         channels=config.channels)
             assigns = [v.assign(arrays[v.op.name]) for v in v1.global_variables()
                        if v.op.name in arrays]
             with v1.Session(graph=graph) as sess:
@@ -235,7 +238,7 @@ def train_weights(steps, config, data_root):
     """Train the full network on vd001 with the project's own training command (cached)."""
     import run_model
 
-    ckdir = OUT / f"vd001_{config['face']}_{config['channels']}_{steps}"
+    ckdir = OUT / f"vd001_{config.face}_{config.channels}_{steps}"
     from deblur.checkpoint import native_checkpoints
 
     if not any(int(p.stem.split("-")[1]) >= steps for p in native_checkpoints(ckdir)):
@@ -243,7 +246,7 @@ def train_weights(steps, config, data_root):
             "--phase", "train", "--datalist", str(data_root / "datalist_train.txt"),
             "--data_root", str(data_root / "dataset"), "--train_root",
             str(data_root / "training_set"), "--checkpoint_dir", str(ckdir),
-            "--face", config["face"], "--channels", str(config["channels"]),
+            "--face", config.face, "--channels", str(config.channels),
             "--batch_size", "4", "--patch_size", "128", "--max_steps", str(steps),
             "--lr", "1e-4", "--save_every", str(steps), "--precision", "auto", "--gpu", "-1"])
         if rc != 0:
@@ -264,7 +267,7 @@ def train_compare(settings, config, data_root, init, steps, patch):
             "--phase", "train", "--datalist", str(data_root / "datalist_train.txt"),
             "--data_root", str(data_root / "dataset"), "--train_root",
             str(data_root / "training_set"), "--checkpoint_dir", str(ckdir),
-            "--face", config["face"], "--channels", str(config["channels"]),
+            "--face", config.face, "--channels", str(config.channels),
             "--batch_size", "4", "--patch_size", str(patch), "--max_steps", str(steps),
             "--save_every", str(steps), "--precision", s, "--init_checkpoint", str(init),
             "--gpu", "-1"])
@@ -289,11 +292,11 @@ def main():
     import tensorflow as tf
 
     from deblur.checkpoint import load_generator, network_arrays
-    from deblur.network import build_generator
+    from deblur.config import NetworkConfig
+    from deblur.network import build_network
 
     OUT.mkdir(parents=True, exist_ok=True)
-    config = dict(face=args.face, levels=args.levels, model=args.model, n_frames=args.n_frames,
-                  channels=args.channels)
+    config = NetworkConfig.from_args(args)
     settings = default_settings() if args.settings == "auto" else args.settings.split(",")
     if "fp32" not in settings:
         settings = ["fp32"] + settings
@@ -306,12 +309,11 @@ def main():
             raise SystemExit("--train_weights needs ../shared/data/vd001")
         weights_src = str(train_weights(args.train_weights, config, data_root))
     if weights_src:
-        net, cfg, step = load_generator(weights_src, dict(config))
-        config.update({k: cfg[k] for k in ("face", "model", "n_frames", "channels")})
+        net, config, step = load_generator(weights_src, config)
         weights_desc = f"{weights_src} (step {step})"
     else:
         keras.utils.set_random_seed(0)
-        net = build_generator(**config)
+        net = build_network(config)
         weights_desc = "random (seed 0, Xavier-uniform)"
     arrays = network_arrays(net)
 
@@ -322,14 +324,14 @@ def main():
         "machine": {"cpu": cpu, "cores": os.cpu_count(),
                     "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
                     "tensorflow": tf.__version__, "keras": keras.__version__},
-        "config": config, "params": int(net.count_params()), "weights": weights_desc,
+        "config": config.to_dict(), "params": int(net.count_params()), "weights": weights_desc,
         "inputs": "vd001 frames resized" if (SHARED / "vd001").is_dir() else "seeded noise",
         "repeats": args.repeats, "warmup": args.warmup, "settings": settings,
     }
     report["forward"] = bench_forward(settings, config, arrays, sizes, args)
     report["train_step"] = {f"{args.train_batch}x{args.train_patch}^2":
                             bench_train_step(settings, config, arrays, args)}
-    if not args.no_original and config["model"] != "gray":
+    if not args.no_original and config.model != "gray":
         orig = bench_original(config, arrays, sizes, args)
         for key, o in orig.items():
             o["ours_ratio_to_original"] = {s: round(v["ms"] / o["ms"], 3)
@@ -342,7 +344,7 @@ def main():
         keras.utils.set_random_seed(1)
         from deblur.checkpoint import save_native
 
-        save_native(init, build_generator(**config), config, 0)
+        save_native(init, build_network(config), 0)
         report["train_compare"] = {"steps": args.compare_steps,
                                    "batch": f"4x{args.compare_patch}^2",
                                    "runs": train_compare(settings, config, data_root, init,

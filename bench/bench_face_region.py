@@ -9,7 +9,7 @@ Then runs `deblur_video.py` on it in each mode and reports, as JSON:
 
   per mode: wall time of the whole command and of each stage (from the working folder's
   state.json), seconds per frame, and PSNR/SSIM against the sharp frames inside the face box
-  (five-point box grown 1.6x, deblur/face_region.inner_face_box, from the blurry frame's landmarks),
+  (five-point box grown 1.6x, common/metrics.inner_face_box, from the blurry frame's landmarks),
   plus the output's codec, frame count, size and frame rate read back with imageio-ffmpeg;
   speed-up = full-frame s/frame / face-region s/frame; PSNR difference face - full.
 
@@ -37,14 +37,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from common.fileio import read_image, read_points, write_image
+from common.metrics import inner_face_box, psnr, ssim
+from common.videoio import probe, write_video
 
-from deblur.evaluate import psnr, ssim  # noqa: E402
-from deblur.face_region import inner_face_box  # noqa: E402
-from deblur.video import probe, write_video  # noqa: E402
-from preprocess.fileio import read_image, read_points, write_image  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_CLIP = "LivePortrait__assets_examples_driving_d0.mp4"
 
@@ -84,8 +81,7 @@ def build_clip(src: Path, work: Path, n: int, face_side: int, n_avg: int) -> tup
 
 def standin_checkpoint(path: Path, channels: int) -> Path:
     code = ("import sys; from deblur.network import build_generator; from deblur.checkpoint import save_native;"
-            f"cfg=dict(face='both', levels=1, model='color', n_frames=5, channels={channels});"
-            "save_native(sys.argv[1], build_generator(**cfg), cfg, 0)")
+            f"save_native(sys.argv[1], build_generator('both', 1, 'color', 5, channels={channels}), 0)")
     subprocess.run([sys.executable, "-c", code, str(path / "deblur-0.npz")], cwd=ROOT, check=True)
     return path
 

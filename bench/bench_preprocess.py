@@ -14,12 +14,10 @@ import json
 import os
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from preprocess.align import align_dataset  # noqa: E402
@@ -63,7 +61,7 @@ def main() -> None:
 
     for flip in (True, False):
         det = FivePointDetector(flip=flip)
-        from preprocess.fileio import read_image
+        from common.fileio import read_image
 
         imgs = [read_image(p) for p in sorted((ds / "clip" / "blurry").glob("*.png"))]
         det.detect_many(imgs[:BATCH])  # graph tracing / warm-up

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from faceReconstruction import align, pipeline  # noqa: E402
 from faceReconstruction import bfm as B  # noqa: E402
 from faceReconstruction.prior_metrics import compare_renders, landmark_nme  # noqa: E402
-from preprocess.fileio import read_coeff, read_image, read_points  # noqa: E402
+from common.fileio import read_coeff, read_image, read_points  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -1,8 +1,8 @@
-"""Render bench/bench_deblur.py's JSON as the README's speed table (Markdown on stdout).
+"""Render bench/bench_deblur.py's JSON as the speed table of docs/benchmarks.md (Markdown on stdout).
 
     python bench/speed_table.py bench/out/deblur.json
 
-The README table is produced by this script from one benchmark run, so the two agree.
+The docs/benchmarks.md table is produced by this script from one benchmark run, so the two agree.
 """
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision:
     run_test(Deblurrer(net, config), inp, out, log=lambda *a: None)
     seconds = time.time() - t0
     rep = evaluate(out, recipe / "dataset", recipe / "dataset", identity=identity)
-    return dict(checkpoint=str(checkpoint), step=step, config=config, seconds=round(seconds, 1),
+    return dict(checkpoint=str(checkpoint), step=step, config=config.to_dict(), seconds=round(seconds, 1),
                 rows=rep.rows)
 
 
@@ -98,11 +98,13 @@ def table(results: dict) -> str:
 
 
 def main(argv=None) -> int:
+    from common.flags import add_precision_flag
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--recipe", required=True, type=Path, help="output folder of `preprocess recipe`")
     ap.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT")
     ap.add_argument("--out", type=Path, default=Path("bench/out/validation.json"))
-    ap.add_argument("--precision", default="bf16", choices=("fp32", "bf16", "auto"))
+    add_precision_flag(ap, default="bf16")
     ap.add_argument("--no_identity", action="store_true")
     ap.add_argument("--work", type=Path, default=None, help="folder for the restored frames (default: temp)")
     a = ap.parse_args(argv)

@@ -1,7 +1,10 @@
-"""Shared layer under the four stage packages: errors (`errors`), command-line exit statuses
-(`cli`), video I/O with ffmpeg (`videoio`), path safety for user-given names (`paths`), the
-clip-name rules of the text formats (`names`) and the one PSNR/SSIM implementation (`metrics`).
+"""Shared layer under the four stage packages (and the video command on top of them).
 
-Imports flow one way, from the stages down to `common`; the one exception is the atomic file
-writer, still in preprocess/fileio.py until that module moves here.
+errors (`errors`), command-line exit statuses (`cli`) and shared flags (`flags`), atomic file
+I/O and the text formats (`fileio`), video I/O with ffmpeg (`videoio`), frame and clip listing
+(`frames`), landmark tracks in time (`tracks`), path safety and shipped model files (`paths`),
+clip-name rules (`names`), the one PSNR/SSIM implementation (`metrics`), the `--jobs` worker
+pool (`parallel`).
+
+Imports flow one way, from the stages down to `common`; nothing here imports a stage.
 """

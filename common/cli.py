@@ -1,6 +1,6 @@
 """One error behaviour for every command-line tool: exit statuses and messages.
 
-Exit statuses (documented in the README, the same for every command):
+Exit statuses (documented in the README and docs/video.md, the same for every command):
 
   0  success
   2  bad input: a file or flag the user gave cannot be used. One line `error: <file>: <problem>`,

@@ -1,4 +1,4 @@
-"""The one exception type for bad user input (re-exported by preprocess.fileio).
+"""The one exception type for bad user input (re-exported by common.fileio).
 
 Every command maps it to exit status 2 and prints its message as one line (see common/cli.py).
 """

@@ -164,6 +164,18 @@ def summarize(rows: list[dict], keys: Iterable[str] = METRICS, group: str = "vid
     return ({v: mean_metrics(rs, keys) for v, rs in videos.items()}, mean_metrics(rows, keys))
 
 
+def inner_face_box(points, scale: float = 1.6) -> tuple[int, int, int, int]:
+    """Box around the face itself, where face metrics are scored (bench/, the video command's
+    benchmarks): the five-point box grown `scale` x about its centre.
+
+    The five points span eyes to mouth; 1.6 x that box covers brows to chin. (x0, y0, x1, y1).
+    """
+    p = np.asarray(points, dtype=np.float64)
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    c, half = (lo + hi) / 2.0, (hi - lo).max() * scale / 2.0
+    return (int(round(c[0] - half)), int(round(c[1] - half)), int(round(c[0] + half)), int(round(c[1] + half)))
+
+
 def json_safe(v):
     """Metric values for JSON: non-finite floats (identical frames' PSNR) become null."""
     if isinstance(v, float) and not math.isfinite(v):

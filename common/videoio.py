@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import InputError
+from common.fileio import atomic_path
 
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 CRF = 18
@@ -42,14 +43,6 @@ CRF = 18
 # tags tell every other player.
 _COLOUR_TAGS = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
                 "-color_range", "tv"]
-
-
-def _atomic_path(path):
-    # the project's atomic writer (temporary name + rename); it moves into common/ with the
-    # rest of preprocess/fileio.py in a later change
-    from preprocess.fileio import atomic_path
-
-    return atomic_path(path)
 
 
 def ffmpeg_exe() -> str:
@@ -209,6 +202,14 @@ def _pix_fmt(desc: str) -> str:
 
 
 # ----------------------------------------------------------------------------- writing
+def probe(path) -> dict:
+    """Summary of a video: {'fps', 'size': (w, h), 'frames', 'codec', 'pix_fmt', 'audio',
+    'variable_rate'} (from `probe_video`, which also has the exact per-frame times)."""
+    info = probe_video(path)
+    return {"fps": info.fps, "size": (info.width, info.height), "frames": info.frames, "codec": info.codec,
+            "pix_fmt": info.pix_fmt, "audio": info.audio, "variable_rate": info.variable_rate}
+
+
 def chroma_for(width: int, height: int) -> str:
     """yuv420p when both sides are even (plays everywhere), else yuv444p (keeps an odd size)."""
     return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
@@ -274,7 +275,7 @@ def encode_frames(path, files, times=None, end=None, fps=None, audio_from=None, 
     with tempfile.TemporaryDirectory(prefix=".encode-", dir=path.parent if path.parent.exists() else None) as td:
         lst = Path(td) / "frames.ffconcat"
         lst.write_text(_concat_list(files, us, end_us), encoding="utf-8")
-        with _atomic_path(path) as tmp:
+        with atomic_path(path) as tmp:
             note = _run_encode(tmp, lst, offset, chroma, crf, timescale, audio_from if streams else None,
                                trim_audio, len(files))
     return {"frames": len(files), "width": w, "height": h, "pix_fmt": chroma, "audio": streams,
@@ -336,7 +337,7 @@ def write_video(path, frames, fps: float, crf: int = CRF) -> int:
     h, w = first.shape[:2]
     chroma = chroma_for(w, h)
     n = 0
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         writer = imageio_ffmpeg.write_frames(
             str(tmp), (w, h), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out=chroma,
             quality=None, bitrate=None, macro_block_size=1, ffmpeg_log_level="error",

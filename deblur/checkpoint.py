@@ -30,8 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from deblur.network import build_generator, tf1_names
-from preprocess.fileio import InputError, atomic_path
+from common.fileio import InputError, atomic_path
+from deblur.config import LEGACY_DEFAULTS, NetworkConfig
+
+# deblur.network (Keras) is imported inside the functions that build or read a network, so the
+# file-level functions (resolve, read_meta, stored_config) serve the video command and tools
+# that only read a checkpoint's settings without loading TensorFlow.
 
 NATIVE_RE = re.compile(r"^deblur-(\d+)\.npz$")
 # Variables of a TF1 training checkpoint that are not generator weights.
@@ -50,10 +54,6 @@ class CheckpointNotFinite(InputError):
     """A checkpoint whose weights or optimizer state hold NaN or infinite values."""
 
 
-# The network settings a checkpoint fixes (build_generator's arguments).
-NETWORK_KEYS = ("face", "levels", "model", "n_frames", "channels", "residual")
-# Keys added after checkpoints were first written, with the value those checkpoints imply.
-NETWORK_DEFAULTS = {"residual": False}
 
 
 # ----------------------------------------------------------------------------- name-based loading
@@ -64,6 +64,8 @@ def assign_by_name(net, arrays: dict, source: str) -> None:
     Reports every missing, unexpected and shape-mismatched name at once (BasicSR-style), so a
     user loading a checkpoint built with other flags sees what differs.
     """
+    from deblur.network import tf1_names
+
     targets = tf1_names(net)
     missing = sorted(set(targets) - set(arrays))
     unexpected = sorted(set(arrays) - set(targets))
@@ -84,6 +86,8 @@ def assign_by_name(net, arrays: dict, source: str) -> None:
 
 
 def network_arrays(net) -> dict:
+    from deblur.network import tf1_names
+
     return {k: np.asarray(v) for k, v in tf1_names(net).items()}
 
 
@@ -167,11 +171,13 @@ def native_checkpoints(directory) -> list[Path]:
     return sorted((p for p in d.iterdir() if NATIVE_RE.match(p.name)), key=_step_of)
 
 
-def save_native(path, net, config: dict, step: int, optimizer=None, extra: dict | None = None):
+def save_native(path, net, step: int, optimizer=None, extra: dict | None = None):
     """Write a native checkpoint atomically and durably (flushed to disk before the rename).
 
-    `config` = build_generator keyword arguments; `extra` = more meta entries (JSON types).
+    The meta's `config` is the network's own NetworkConfig (`net.deblur_config`, set by
+    build_network) as a dict; `extra` = more meta entries (JSON types).
     """
+    config = net.deblur_config.to_dict()
     payload = {f"weights/{k}": v for k, v in network_arrays(net).items()}
     if optimizer is not None:
         for v in optimizer.variables:
@@ -292,10 +298,20 @@ def resolve(path) -> tuple[str, Path]:
                      f"or a TF1 checkpoint directory/prefix with 'checkpoint' and *.index files)")
 
 
-def load_generator(path, config: dict | None = None, verbose: bool = True, log=print):
+def stored_config(path, meta: dict) -> NetworkConfig:
+    """The NetworkConfig a native checkpoint's meta stores (settings added later take their
+    LEGACY_DEFAULTS value); CheckpointDamaged naming `path` when it is incomplete."""
+    try:
+        return NetworkConfig.from_dict(meta["config"])
+    except (ValueError, TypeError) as e:
+        raise CheckpointDamaged(f"{path}: the network settings it stores are unusable ({e})") from None
+
+
+def load_generator(path, config: NetworkConfig | dict | None = None, verbose: bool = True, log=print):
     """Build the generator matching a checkpoint and load its weights.
 
-    `config` holds the flags the user gave (face, levels, model, n_frames, channels). Every
+    `config` holds the flags the user gave: a NetworkConfig, or a dict of some of its fields
+    (e.g. {"levels": 3}). Every
     setting the checkpoint stores wins over the flags, the same way for all of them; each flag
     that differs is reported (`verbose`). A native checkpoint stores all five (`levels`
     included: the weights are shared by all scales, but a network trained with 3 levels gives
@@ -303,10 +319,10 @@ def load_generator(path, config: dict | None = None, verbose: bool = True, log=p
     variable shapes; its `levels` is not stored anywhere, so the flag is used and that is said.
     Refuses (InputError subclasses, naming the file) damaged checkpoints and ones with
     non-finite weights; for a folder whose newest checkpoint is unusable, the message names the
-    newest sound one. Returns (net, config, step).
+    newest sound one. Returns (net, NetworkConfig, step); `net.deblur_config` is that config.
     """
     kind, p = resolve(path)
-    config = dict(config or {})
+    config = config.to_dict() if isinstance(config, NetworkConfig) else dict(config or {})
     if kind == "native":
         try:
             weights, _, meta = read_native(p)
@@ -318,17 +334,16 @@ def load_generator(path, config: dict | None = None, verbose: bool = True, log=p
                         if sound else "no other checkpoint there is sound")
                 raise type(e)(f"{e}\n  {hint}") from None
             raise
-        stored = {**NETWORK_DEFAULTS,
-                  **{k: meta["config"][k] for k in NETWORK_KEYS if k in meta["config"]}}
+        stored = stored_config(p, meta).to_dict()
         step = int(meta.get("step", 0))
     else:
         weights, prefix = read_tf1_checkpoint(p)
-        stored = {**infer_config_from_tf1(weights), **NETWORK_DEFAULTS}  # the paper's network
+        stored = {**infer_config_from_tf1(weights), **LEGACY_DEFAULTS}  # the paper's network
         m = re.search(r"-(\d+)$", prefix)
         step = int(m.group(1)) if m else 0
         p = Path(prefix)
         check_finite(p, weights)
-    for k in NETWORK_KEYS:
+    for k in NetworkConfig.keys():
         if k in stored:
             if k in config and config[k] != stored[k] and verbose:
                 log(f"note: checkpoint {p.name} stores {k}={stored[k]}; using it instead of "
@@ -339,16 +354,18 @@ def load_generator(path, config: dict | None = None, verbose: bool = True, log=p
         if verbose:
             log(f"note: {p.name} is a TF1 checkpoint, which does not store the number of scales; "
                 f"using --levels {config['levels']}")
-    net = build_generator(**{k: config[k] for k in NETWORK_KEYS if k in config})
+    from deblur.network import build_network
+
+    cfg = NetworkConfig.from_dict(config)
+    net = build_network(cfg)
     assign_by_name(net, weights, str(p))
-    return net, config, step
+    return net, cfg, step
 
 
 def import_tf1(src, dst, levels: int = 1) -> Path:
     """Convert a TF1 checkpoint into a native one (weights only, step kept)."""
-    net, config, step = load_generator(src, {"levels": levels}, verbose=False)
-    cfg = {k: config[k] for k in NETWORK_KEYS}
+    net, _, step = load_generator(src, {"levels": levels}, verbose=False)
     dst = Path(dst)
     if dst.suffix != ".npz":
         dst = dst / f"deblur-{step}.npz"
-    return save_native(dst, net, cfg, step, extra={"imported_from": str(src)})
+    return save_native(dst, net, step, extra={"imported_from": str(src)})

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from deblur.network import coeff_patch, uses_coeff, uses_render
-from preprocess.fileio import InputError, read_coeff
+from common.fileio import InputError, read_coeff
 
 
 @dataclass

@@ -26,7 +26,6 @@ Folder layouts accepted (per video `<v>`, frames named like 00001.png):
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 from dataclasses import dataclass, field
@@ -34,44 +33,30 @@ from pathlib import Path
 
 import numpy as np
 from common import metrics
-from deblur.video import write_video
-from preprocess.fileio import InputError, atomic_path, read_image, write_image, write_text
+from common.videoio import write_video
+from common.fileio import InputError, atomic_path, read_image, write_image, write_text
+from common.paths import dlib_model_path
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_y", "id_dist")
 
 
-# ----------------------------------------------------------------------------- metrics
-# One implementation for evaluate.py, run_model.py --gt_path and training validation:
-# common/metrics.py (definitions and the averaging rule in its docstring). Re-exported here
-# for callers of this module.
-psnr, ssim, rgb_to_y = metrics.psnr, metrics.ssim, metrics.rgb_to_y
-
-
 # ----------------------------------------------------------------------------- identity
-def _face_models_dir() -> Path:
-    # face_recognition_models/__init__ imports pkg_resources (absent on new setuptools), so
-    # the package is located without importing it.
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError("face-recognition-models is not installed (pip install face-recognition-models)")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
-
-
 class IdentityScorer:
     """dlib 128-d face descriptors; `distance(img, ref, box)` in descriptor space (same person < 0.6)."""
 
     def __init__(self):
         import dlib  # imported lazily: only identity scoring needs it
 
-        d = _face_models_dir()
+        files = {}
         for name in ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat"):
-            if not (d / name).is_file():
-                raise InputError(f"{d / name}: dlib model file not found (reinstall face-recognition-models)")
+            files[name] = dlib_model_path(name)
+            if files[name] is None:
+                raise InputError(f"dlib model file {name} not found (pip install face-recognition-models)")
         self._dlib = dlib
         self._detector = dlib.get_frontal_face_detector()
-        self._shape = dlib.shape_predictor(str(d / "shape_predictor_5_face_landmarks.dat"))
-        self._net = dlib.face_recognition_model_v1(str(d / "dlib_face_recognition_resnet_model_v1.dat"))
+        self._shape = dlib.shape_predictor(str(files["shape_predictor_5_face_landmarks.dat"]))
+        self._net = dlib.face_recognition_model_v1(str(files["dlib_face_recognition_resnet_model_v1.dat"]))
 
     def face_box(self, rgb: np.ndarray):
         """Largest HOG face on a uint8 RGB image -> (dlib.rectangle, found: bool)."""
@@ -338,7 +323,7 @@ def write_comparison(pred, gt, out_dir, blurry=None, render=None, fps: float = 1
             write_image(path.with_suffix(".png"), strip)
             frames.append(strip)
         mp4 = out_dir / f"{video}.mp4"
-        write_video(mp4, frames, fps)  # deblur/video.py: H.264, atomic
+        write_video(mp4, frames, fps)  # common/videoio.py: H.264, atomic
         written[video] = {"pngs": [str(out_dir / video / p.with_suffix(".png").name) for p in _images(pdir)],
                           "mp4": str(mp4)}
     return written

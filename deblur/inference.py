@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from common import metrics
+from common.frames import frame_offsets, list_videos
+from deblur.config import NetworkConfig
 from deblur.network import (coeff_patch, crop_back, image_channels, pad_to_valid, uses_coeff,
                             uses_render)
-from preprocess.fileio import InputError, read_coeff, read_image, write_image, write_text
+from common.fileio import InputError, read_coeff, read_image, write_image, write_text
 
 
 class NonFiniteOutput(InputError):
@@ -37,7 +39,7 @@ class Deblurrer:
     NaN or infinite values, instead of returning a black or saturated frame.
     """
 
-    def __init__(self, net, config: dict, transpose_portrait: bool = True,
+    def __init__(self, net, config: NetworkConfig, transpose_portrait: bool = True,
                  jit_compile: bool = False, source: str | None = None):
         self.net = net
         self.config = config
@@ -64,9 +66,9 @@ class Deblurrer:
 
     def deblur(self, frames, render=None, coeff=None) -> np.ndarray:
         cfg = self.config
-        face, levels = cfg["face"], cfg["levels"]
-        if len(frames) != cfg["n_frames"]:
-            raise ValueError(f"expected {cfg['n_frames']} frames, got {len(frames)}")
+        face, levels = cfg.face, cfg.levels
+        if len(frames) != cfg.n_frames:
+            raise ValueError(f"expected {cfg.n_frames} frames, got {len(frames)}")
         blur = np.concatenate(frames, axis=-1).astype(np.float32) / 255.0
         h, w = blur.shape[:2]
         rot = self.transpose_portrait and h > w
@@ -81,10 +83,10 @@ class Deblurrer:
         if rot:
             blur = blur.transpose(1, 0, 2)
             rend = None if rend is None else rend.transpose(1, 0, 2)
-        gray = image_channels(cfg["model"]) == 1
+        gray = image_channels(cfg.model) == 1
         if gray:
             # Gray model: each colour channel is deblurred as its own batch item (original).
-            n = cfg["n_frames"]
+            n = cfg.n_frames
             blur = blur.reshape(blur.shape[0], blur.shape[1], n, 3).transpose(3, 0, 1, 2)
             rend = None if rend is None else rend.transpose(2, 0, 1)[..., None]
         else:
@@ -114,21 +116,6 @@ class Deblurrer:
         return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
 
 
-def frame_offsets(n_frames: int) -> list[int]:
-    r = n_frames // 2
-    return list(range(-r, r + 1))
-
-
-def list_videos(input_path) -> list[Path]:
-    root = Path(input_path)
-    if not root.is_dir():
-        raise InputError(f"{root}: input folder not found")
-    vids = sorted(p for p in root.iterdir() if (p / "blur_0").is_dir())
-    if not vids:
-        raise InputError(f"{root}: no <video>/blur_0/ folders (expected the testing_set layout)")
-    return vids
-
-
 def frame_names(video: Path) -> list[str]:
     # hidden files are the temporary files of killed writes, not frames
     names = sorted(p.name for p in (video / "blur_0").glob("*.png") if not p.name.startswith("."))
@@ -137,21 +124,21 @@ def frame_names(video: Path) -> list[str]:
     return names
 
 
-def read_inputs(video: Path, name: str, config: dict):
+def read_inputs(video: Path, name: str, config: NetworkConfig):
     """(frames t-r..t+r, render or None, coefficients or None) of one testing-set frame."""
-    offsets = frame_offsets(config["n_frames"])
+    offsets = frame_offsets(config.n_frames)
     frames = [read_image(video / f"blur_{o}" / name) for o in offsets]
     shape = frames[0].shape
     for o, f in zip(offsets, frames):
         if f.shape != shape:
             raise InputError(f"{video / f'blur_{o}' / name}: size {f.shape[1]}x{f.shape[0]} "
                              f"differs from blur_0 ({shape[1]}x{shape[0]})")
-    render = read_image(video / "render" / name) if uses_render(config["face"]) else None
+    render = read_image(video / "render" / name) if uses_render(config.face) else None
     if render is not None and render.shape[:2] != shape[:2]:
         raise InputError(f"{video / 'render' / name}: render size {render.shape[1]}x{render.shape[0]} "
                          f"differs from the frames ({shape[1]}x{shape[0]})")
     coeff = (read_coeff(video / "face" / name.replace(".png", ".txt"))
-             if uses_coeff(config["face"]) else None)
+             if uses_coeff(config.face) else None)
     return frames, render, coeff
 
 
@@ -189,7 +176,7 @@ def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
     cfg = deblurrer.config
     rows = []
     times = []
-    for vid in list_videos(input_path):
+    for vid in list_videos(input_path, "blur_0"):
         out_dir = Path(output_path) / vid.name
         for name in frame_names(vid):
             dst = out_dir / name
@@ -229,9 +216,9 @@ class Validator:
     the test phase does (padding, transposition, uint8 rounding) and returns `summary(rows)`.
     """
 
-    def __init__(self, input_path, gt_path, config: dict, max_frames: int | None = None):
+    def __init__(self, input_path, gt_path, config: NetworkConfig, max_frames: int | None = None):
         self.items = []
-        for vid in list_videos(input_path):
+        for vid in list_videos(input_path, "blur_0"):
             for name in frame_names(vid):
                 if max_frames and len(self.items) >= max_frames:
                     break
@@ -241,21 +228,21 @@ class Validator:
         self._deblurrer = None
 
     @classmethod
-    def from_datalist(cls, datalist, data_root, train_root, config: dict,
+    def from_datalist(cls, datalist, data_root, train_root, config: NetworkConfig,
                       max_frames: int | None = None) -> "Validator":
         """Validation samples from a datalist (the format of training, e.g. the recipe's
         `datalist_val.txt`); with `max_frames`, that many samples evenly spread over the list."""
         from deblur.data import parse_datalist
 
-        samples = parse_datalist(datalist, data_root, train_root, config["n_frames"], config["face"])
+        samples = parse_datalist(datalist, data_root, train_root, config.n_frames, config.face)
         if max_frames and len(samples) > max_frames:
             samples = [samples[int(i)] for i in np.linspace(0, len(samples) - 1, max_frames).round()]
         self = cls.__new__(cls)
         self.items, self.source, self._deblurrer = [], str(datalist), None
         for s in samples:
             frames = [read_image(p) for p in s.blur]
-            render = read_image(s.render) if uses_render(config["face"]) else None
-            coeff = read_coeff(s.coeff) if uses_coeff(config["face"]) else None
+            render = read_image(s.render) if uses_render(config.face) else None
+            coeff = read_coeff(s.coeff) if uses_coeff(config.face) else None
             self.items.append((Path(s.sharp).parent.parent.name, Path(s.sharp).name,
                                (frames, render, coeff), read_image(s.sharp)))
         return self
@@ -266,7 +253,7 @@ class Validator:
                 for v, n, (f, _, _), gt in self.items]
         return summary(rows)
 
-    def __call__(self, net, config: dict, source: str = "the network being trained") -> dict:
+    def __call__(self, net, config: NetworkConfig, source: str = "the network being trained") -> dict:
         if self._deblurrer is None or self._deblurrer.net is not net:
             self._deblurrer = Deblurrer(net, config, source=source)
         rows = []

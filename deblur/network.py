@@ -32,8 +32,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-FACE_MODES = ("both", "render", "coeff", "none")
-MODELS = ("color", "gray", "lstm")
+from deblur.config import NetworkConfig
+
 SCOPE = "g_net"
 
 
@@ -317,7 +317,12 @@ class CentreFrame(layers.Layer):
 def build_generator(face: str = "both", levels: int = 1, model: str = "color",
                     n_frames: int = 5, channels: int = 32, residual: bool = False,
                     name: str = SCOPE) -> keras.Model:
-    """Build the generator as a functional Keras model.
+    """`build_network` from keyword settings (the fields of NetworkConfig)."""
+    return build_network(NetworkConfig(face, levels, model, n_frames, channels, residual), name)
+
+
+def build_network(config: NetworkConfig, name: str = SCOPE) -> keras.Model:
+    """Build the generator as a functional Keras model; `net.deblur_config` is `config`.
 
     Inputs (dict): `blur` [B, H, W, C*n_frames] in [0, 1] (frames t-2..t+2 stacked on channels,
     C = 3 RGB or 1 gray); `render` [B, H, W, C] when face is render|both; `coeff` [B, 9, 9] when
@@ -332,12 +337,8 @@ def build_generator(face: str = "both", levels: int = 1, model: str = "color",
     cores takes longer to reach the blurry input's own PSNR than a session lasts
     (checkpoints/MODEL_CARD.md). Same variables either way: weights load into both.
     """
-    if face not in FACE_MODES:
-        raise ValueError(f"face must be one of {FACE_MODES}, got {face!r}")
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    if levels < 1 or n_frames < 1 or n_frames % 2 == 0:
-        raise ValueError(f"need levels >= 1 and an odd n_frames, got {levels}, {n_frames}")
+    face, levels, model, n_frames = config.face, config.levels, config.model, config.n_frames
+    channels, residual = config.channels, config.residual
     C = image_channels(model)
     w1, w2, w3 = channels, 2 * channels, 4 * channels
     w1r = w1 + (C if uses_render(face) else 0)  # the render has the frames' channel count
@@ -416,8 +417,7 @@ def build_generator(face: str = "both", levels: int = 1, model: str = "color",
             pred = Tile(n_frames, name=f"scale{i}_tile")(out)
 
     net = keras.Model(inputs, outputs, name=name)
-    net.deblur_config = dict(face=face, levels=levels, model=model, n_frames=n_frames,
-                             channels=channels, residual=bool(residual))
+    net.deblur_config = config
     return net
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+from common.flags import PRECISIONS
 _POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 

@@ -31,12 +31,15 @@ import numpy as np
 
 from deblur import checkpoint as ckpt
 from deblur.data import make_dataset, parse_datalist, validate
-from deblur.network import build_generator, min_size, resize_bilinear_tf1, size_multiple, uses_coeff
-from preprocess.fileio import InputError, atomic_path
+from deblur.config import NetworkConfig
+from deblur.network import build_network, min_size, resize_bilinear_tf1, size_multiple, uses_coeff
+from common.fileio import InputError, atomic_path
 
 
-class TrainingDiverged(RuntimeError):
-    pass
+class TrainingDiverged(InputError):
+    """Training stopped on a non-finite loss or weights; nothing bad was saved. The settings
+    (usually --lr) are the cause and a re-run with them diverges again, so it is reported like
+    bad input (one line naming the last good checkpoint, exit status 2)."""
 
 
 # Training arguments whose change on resume alters the run (reported, not refused: lowering
@@ -150,9 +153,8 @@ def train(args) -> dict:
     from deblur.precision import set_precision
 
     check_settings(args)
-    n_frames, face = args.n_frames, args.face
-    config = dict(face=face, levels=args.levels, model=args.model, n_frames=n_frames,
-                  channels=args.channels, residual=bool(getattr(args, "residual", False)))
+    config = NetworkConfig.from_args(args)  # the one network configuration of this run
+    n_frames, face = config.n_frames, config.face
     train_dir = Path(args.checkpoint_dir or default_train_dir(face, args.levels, args.patch_size))
     _check_resume_settings(train_dir, config)
     samples = parse_datalist(args.datalist, args.data_root, args.train_root, n_frames, face)
@@ -173,7 +175,7 @@ def train(args) -> dict:
 
     keras.utils.set_random_seed(args.seed)  # same initial weights for the same --seed
     with strategy.scope():
-        net = build_generator(**config)
+        net = build_network(config)
         opt, schedule = make_optimizer(args.lr, max_steps, precision)
         opt.build(net.trainable_variables)
     eval_loss = build_eval_loss(net, strategy)
@@ -204,11 +206,11 @@ def train(args) -> dict:
     if ckpt.native_checkpoints(train_dir):
         resumed, start = _resume(train_dir, net, opt, config, args, max_steps, eval_loss, batch_of)
     elif args.init_checkpoint:
-        src_net, src_cfg, _ = ckpt.load_generator(args.init_checkpoint, dict(config), verbose=False)
+        src_net, src_cfg, _ = ckpt.load_generator(args.init_checkpoint, config, verbose=False)
         ckpt.assign_by_name(net, ckpt.network_arrays(src_net), str(args.init_checkpoint))
-        if src_cfg["levels"] != config["levels"]:
-            print(f"note: {args.init_checkpoint} was trained with levels={src_cfg['levels']}; its "
-                  f"weights (shared by all scales) start a --levels {config['levels']} network")
+        if src_cfg.levels != config.levels:
+            print(f"note: {args.init_checkpoint} was trained with levels={src_cfg.levels}; its "
+                  f"weights (shared by all scales) start a --levels {config.levels} network")
         print(f"Initialised weights from {args.init_checkpoint}")
     if start >= max_steps:
         print(f"Training already finished: step {start} of {max_steps}")
@@ -243,7 +245,7 @@ def train(args) -> dict:
             why = (f"{len(bad)} variable(s) hold NaN/inf ({', '.join(bad[:3])})" if bad else
                    f"the new weights give loss {checked} on their batch (training loss was {loss_v:.5g})")
             raise TrainingDiverged(f"training diverged at step {step}: {why}; not saved. {last_good()}")
-        path = ckpt.save_native(train_dir / f"deblur-{step}.npz", net, config, step, opt,
+        path = ckpt.save_native(train_dir / f"deblur-{step}.npz", net, step, opt,
                                 extra={**meta_extra, "loss": loss_v, "checked_loss": checked})
         for old in ckpt.native_checkpoints(train_dir)[:-args.keep]:
             old.unlink()
@@ -383,12 +385,12 @@ def _check_resume_settings(train_dir, config) -> None:
 
 
 def _refuse_other_network(path, meta, config) -> None:
-    stored = {k: meta["config"].get(k, ckpt.NETWORK_DEFAULTS.get(k)) for k in ckpt.NETWORK_KEYS}
-    diff = [k for k in ckpt.NETWORK_KEYS if stored[k] != config[k]]
+    stored = ckpt.stored_config(path, meta)
+    diff = stored.differences(config)
     if diff:
         raise InputError(
-            f"{path}: was trained with " + " ".join(f"--{k} {stored[k]}" for k in diff)
-            + ", the flags give " + " ".join(f"--{k} {config[k]}" for k in diff)
+            f"{path}: was trained with " + " ".join(f"--{k} {getattr(stored, k)}" for k in diff)
+            + ", the flags give " + " ".join(f"--{k} {getattr(config, k)}" for k in diff)
             + "; pass the checkpoint's values to resume it, or use another --checkpoint_dir")
 
 

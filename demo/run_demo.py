@@ -23,14 +23,13 @@ import sys
 import time
 from pathlib import Path
 
+from common.cli import EXIT_INTERNAL, run_cli
+from pipeline.video import DEFAULT_CHECKPOINT, StageError, model_lines, prior_label, run_tool
+from preprocess.sample import SampleConfig, make_sample
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from deblur.video import DEFAULT_CHECKPOINT, StageError, _model_lines, _run_tool, prior_label  # noqa: E402
-from preprocess.fileio import InputError  # noqa: E402
-from preprocess.sample import SampleConfig, make_sample  # noqa: E402
-
+PROG = "demo/run_demo.py"
 TEST_CLIP = "astronaut"
 TRAIN_SEEDS = (101, 102, 103, 104)
 
@@ -71,15 +70,15 @@ def train_demo_model(work: Path, seconds: int, args, env) -> Path:
             print(f"  training data: {name:<11} skipped (done in an earlier run)", flush=True)
             continue
         t0 = time.perf_counter()
-        text = _run_tool(cmd, logs / f"{name}.log", env)
-        for line in _model_lines(text):
+        text = run_tool(cmd, logs / f"{name}.log", env)
+        for line in model_lines(text):
             print("  NOTE: " + line)
         marker.write_text("ok\n")
         print(f"  training data: {name:<11} done in {time.perf_counter() - t0:.1f} s", flush=True)
     print(f"  training: run_model.py --phase train for at most {seconds} s "
           f"(channels {args.channels}, patch {args.patch}, batch {args.batch}) ...", flush=True)
     t0 = time.perf_counter()
-    _run_tool([py, "run_model.py", "--phase", "train", "--datalist", str(tr / "datalist.txt"), "--data_root",
+    run_tool([py, "run_model.py", "--phase", "train", "--datalist", str(tr / "datalist.txt"), "--data_root",
                str(ds), "--train_root", str(ts), "--face", "both", "--levels", "1", "--channels", str(args.channels),
                "--patch_size", str(args.patch), "--batch_size", str(args.batch), "--lr", str(args.lr),
                "--max_steps", str(args.max_steps), "--time_limit", str(seconds), "--save_every", "200",
@@ -90,6 +89,11 @@ def train_demo_model(work: Path, seconds: int, args, env) -> Path:
 
 
 def main(argv=None) -> int:
+    """Exit statuses as every command (common/cli.py): 0 done, 2 bad input, 1 internal failure."""
+    return run_cli(_main, argv, prog=PROG)
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="demo_work", help="working folder (default demo_work/)")
     ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
@@ -163,15 +167,15 @@ def main(argv=None) -> int:
         if rc != 0:
             print(f"error: evaluate.py failed (status {rc})", file=sys.stderr)
             return 1
-    except (InputError, StageError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, InputError) else 1
+    except StageError as e:  # a stage tool failed for another reason than the input: its log says why
+        print(f"{PROG}: internal failure: {e}", file=sys.stderr)
+        return EXIT_INTERNAL
 
     banner("done")
     which = (f"SHORT DEMO MODEL trained here ({args.train_seconds} s budget; NOT the authors' model)"
              if trained_here else f"checkpoint {ckpt}")
     print(f"  model:            {which}")
-    print(f"  3D prior:         {label} (which model: README, 3D face prior without the BFM)")
+    print(f"  3D prior:         {label} (which model: docs/ict.md)")
     print(f"  deblurred video:  {out_mp4}")
     print(f"  comparison PNG:   {cmp_dir / TEST_CLIP / f'{max(1, args.frames // 2):05d}.png'} (one strip per frame in {cmp_dir / TEST_CLIP})")
     print(f"  comparison MP4:   {cmp_dir / (TEST_CLIP + '.mp4')}")

@@ -13,7 +13,7 @@ x right, y down, origin at the centre of the top-left pixel; floats with 4 decim
 
 Test-time flip (default on): MTCNN is also run on the mirrored frame, its points mirrored back
 (x -> W-1-x, left/right rows swapped) and averaged with the direct ones; on vd001 this lowers
-the mean error / inter-ocular distance from 0.058 to 0.055 (see docs/readme/preprocess.md).
+the mean error / inter-ocular distance from 0.058 to 0.055 (see docs/landmarks.md).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from preprocess.parallel import WORKER_THREADS_ENV
+from common.parallel import WORKER_THREADS_ENV
 
 # Row order of the original face/*.txt files (see module docstring).
 POINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
@@ -136,28 +136,3 @@ def select_track(dets: list[list[dict]], min_iou: float = 0.2) -> list[int | Non
         out.append(k)
         last = boxes[k]
     return out
-
-
-def fill_missing(values: np.ndarray) -> np.ndarray:
-    """Linear interpolation in time over NaN entries of a (T, ...) array.
-
-    Frames before the first / after the last valid frame copy the nearest valid one.
-    Raises ValueError when no frame is valid.
-    """
-    v = np.asarray(values, float)
-    flat = v.reshape(len(v), -1).copy()
-    ok = np.isfinite(flat).all(axis=1)
-    if not ok.any():
-        raise ValueError("no valid frame to interpolate from")
-    t = np.arange(len(v))
-    for c in range(flat.shape[1]):
-        flat[:, c] = np.interp(t, t[ok], flat[ok, c])
-    return flat.reshape(v.shape)
-
-
-def smooth_points(values: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing along time (axis 0), sigma in frames; 0 returns a copy."""
-    from scipy.ndimage import gaussian_filter1d
-
-    v = np.asarray(values, float)
-    return v.copy() if sigma <= 0 or len(v) < 2 else gaussian_filter1d(v, sigma, axis=0, mode="nearest")

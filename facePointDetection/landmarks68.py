@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.fileio import InputError
-from preprocess.video import dlib_model_path
+from common.fileio import InputError
+from common.paths import dlib_model_path
 
 
 def predictor_path(name: str = "shape_predictor_68_face_landmarks.dat") -> Path:

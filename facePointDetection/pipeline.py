@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from preprocess.blur import list_frames, list_videos
-from preprocess.fileio import InputError, read_image, read_points, write_points, write_text
-from preprocess.parallel import chunks, run_tasks
+from common.frames import list_frames, list_videos
+from common import tracks
+from common.fileio import InputError, read_image, read_points, write_points, write_text
+from common.parallel import chunks, run_tasks
 
-from .detect import FivePointDetector, fill_missing, select_track, smooth_points
+from .detect import FivePointDetector, select_track
 
 CACHE = ".facepoints_raw"
 NOFACE = "noface.txt"
@@ -81,29 +82,6 @@ def _outputs_done(video: Path, names: list[str], points: int) -> bool:
     return all((video / d / Path(n).with_suffix(".txt")).is_file() for d in dirs for n in names if n not in skip)
 
 
-def gap_fill_mask(detected, max_gap: int = MAX_GAP) -> np.ndarray:
-    """Which frames get landmarks: the detected ones plus runs of at most `max_gap` misses.
-
-    detected: (T,) bool. A run of misses between two detections, or at the start or end of the
-    clip, of length <= max_gap is a detector miss (filled); a longer run is a stretch without a
-    face (not filled). max_gap < 0: fill every run (the previous behaviour).
-    """
-    d = np.asarray(detected, bool)
-    keep = d.copy()
-    t = 0
-    while t < len(d):
-        if d[t]:
-            t += 1
-            continue
-        end = t
-        while end < len(d) and not d[end]:
-            end += 1
-        if max_gap < 0 or end - t <= max_gap:
-            keep[t:end] = True
-        t = end
-    return keep
-
-
 def detect_dataset(dataset, points: int = 5, jobs: int = 1, flip: bool = True, smooth: float = 0.0,
                    min_face_size: int = 20, chunk: int = 32, videos=None, log=print,
                    max_gap: int = MAX_GAP) -> dict:
@@ -111,7 +89,7 @@ def detect_dataset(dataset, points: int = 5, jobs: int = 1, flip: bool = True, s
 
     Returns {video: dict(frames, interpolated=[names], no_face=[names], skipped=bool)}. Raises
     InputError naming the folder(s) of clips without any face detection, after finishing every
-    other clip. `max_gap`: see `gap_fill_mask`.
+    other clip. `max_gap`: see `common.tracks.gap_fill_mask`.
     """
     if points not in (5, 68):
         raise ValueError(f"--points must be 5 or 68, got {points}")
@@ -179,12 +157,12 @@ def _finish_video(video: Path, names: list[str], raw: dict, smooth: float, point
     for t, k in enumerate(track):
         if k is not None:
             pts[t], boxes[t] = dets[t][k]["points"], dets[t][k]["box"]
-    keep = gap_fill_mask([k is not None for k in track], max_gap)
+    keep = tracks.gap_fill_mask([k is not None for k in track], max_gap)
     # fill and smooth each run of frames with a face on its own: a stretch without a face
     # neither receives invented points nor pulls its neighbours' points
-    for a, b in _runs(keep):
-        pts[a:b] = smooth_points(fill_missing(pts[a:b]), smooth)
-        boxes[a:b] = smooth_points(fill_missing(boxes[a:b]), smooth)
+    for a, b in tracks.runs(keep):
+        pts[a:b] = tracks.smooth(tracks.fill_gaps(pts[a:b]), smooth)
+        boxes[a:b] = tracks.smooth(tracks.fill_gaps(boxes[a:b]), smooth)
     lines = []
     for t, n in enumerate(names):
         stem = Path(n).stem
@@ -213,21 +191,6 @@ def _finish_video(video: Path, names: list[str], raw: dict, smooth: float, point
     write_text(video / "bbox.txt", "".join(lines))
     interpolated = [n for n, k, f in zip(names, track, keep) if k is None and f]
     return dict(frames=len(names), interpolated=interpolated, no_face=no_face, skipped=False)
-
-
-def _runs(mask) -> list[tuple[int, int]]:
-    """[start, end) of every run of True in a boolean sequence."""
-    out, t, m = [], 0, list(mask)
-    while t < len(m):
-        if m[t]:
-            e = t
-            while e < len(m) and m[e]:
-                e += 1
-            out.append((t, e))
-            t = e
-        else:
-            t += 1
-    return out
 
 
 def image_size(path: Path) -> tuple[int, int]:

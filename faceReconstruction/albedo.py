@@ -174,7 +174,7 @@ def mean_albedo(bfm, photos, lm3d, log=None) -> np.ndarray:
 
     from facePointDetection.landmarks68 import Predictor68
     from faceReconstruction import align, fit
-    from preprocess.fileio import read_image, read_points
+    from common.fileio import read_image, read_points
 
     log = log or (lambda m: None)
     predictor = Predictor68()

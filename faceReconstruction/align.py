@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 from scipy.io import loadmat
 
-from preprocess.fileio import InputError
+from common.fileio import InputError
 
 CROP_SIZE = 224
 CROP_SCALE = 102.0

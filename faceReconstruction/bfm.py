@@ -34,7 +34,7 @@ import numpy as np
 import scipy.io
 import scipy.sparse
 
-from preprocess.fileio import InputError, read_mat
+from common.fileio import InputError, read_mat
 
 FOCAL = 1015.0
 CENTER = 112.0

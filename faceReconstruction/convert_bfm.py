@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from preprocess.fileio import InputError, atomic_path, read_mat
+from common.fileio import InputError, atomic_path, read_mat
 
 N_ID, N_EX, N_TEX = 80, 64, 80
 INFO_KEYS = ("tri", "point_buf", "keypoints", "tri_mask2", "frontmask2_idx", "skinmask")
@@ -128,6 +128,13 @@ def convert(model_path, exp_path, index_dir, out_path) -> Path:
 
 
 def main(argv=None) -> int:
+    """Exit statuses as every command (common/cli.py): 0 done, 2 bad input, 1 internal failure."""
+    from common.cli import run_cli
+
+    return run_cli(_main, argv, prog="python -m faceReconstruction.convert_bfm")
+
+
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m faceReconstruction.convert_bfm",
         description="Build BFM_model_front.mat (35,709-vertex front face, 80 id / 64 expression / 80 texture "
@@ -143,12 +150,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="output file (default: BFM_DIR/BFM_model_front.mat)")
     a = p.parse_args(argv)
     d = Path(a.bfm_dir)
-    try:
-        out = convert(a.model or d / "01_MorphableModel.mat", a.exp or d / "Exp_Pca.bin",
-                      a.index_dir or d, a.out or d / "BFM_model_front.mat")
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    out = convert(a.model or d / "01_MorphableModel.mat", a.exp or d / "Exp_Pca.bin",
+                  a.index_dir or d, a.out or d / "BFM_model_front.mat")
     print(out)
     return 0
 

@@ -9,7 +9,7 @@ all on one topology (26,719 vertices, quads). The output has the fields of
 `BFM_model_front.mat` (see `bfm.load_bfm`): meanshape, idBase, exBase, meantex, texBase, tri,
 point_buf, keypoints (1-based indices as the BFM file), plus `model_name` and `source`.
 
-Choices (README "3D face prior without the BFM: the ICT Face Model" says why):
+Choices (docs/ict.md, "3D face prior without the BFM: the ICT Face Model", says why):
 - Face area: ICT's "narrow face area" (vertices 0-6,705; README of ICT-FaceKit, "Face Area
   Details") by default, `--area full` for vertices 0-9,408 (with forehead-to-neck skin). Only
   the polygons whose vertices all lie in the area are kept; quads are split along the diagonal
@@ -59,7 +59,7 @@ import numpy as np
 import scipy.io
 import scipy.sparse
 
-from preprocess.fileio import InputError, atomic_path
+from common.fileio import InputError, atomic_path
 
 from faceReconstruction.bfm import N_EX, N_ID, N_TEX
 
@@ -414,6 +414,13 @@ def photo_pairs(folder) -> list:
 
 
 def main(argv=None) -> int:
+    """Exit statuses as every command (common/cli.py): 0 done, 2 bad input, 1 internal failure."""
+    from common.cli import run_cli
+
+    return run_cli(_main, argv, prog="python -m faceReconstruction.convert_ict")
+
+
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m faceReconstruction.convert_ict",
         description="Convert the ICT Face Model (an ICT-FaceKit folder as cloned from "
@@ -433,23 +440,19 @@ def main(argv=None) -> int:
                         "(default: one mean skin colour for every vertex)")
     p.add_argument("--source", default="", help="provenance text stored in the file (e.g. repository and commit)")
     a = p.parse_args(argv)
-    try:
-        lm3d = Path(a.lm3d) if a.lm3d else _default_lm3d()
-        if not lm3d.is_file():
-            raise InputError(f"{lm3d}: similarity_Lm3D_all.mat not found (give --lm3d)")
-        log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-        model = convert(a.ict_dir, lm3d, area=a.area, log=log)
-        if a.albedo_photos:
-            from faceReconstruction.albedo import mean_albedo
-            from faceReconstruction.align import load_lm3d
+    lm3d = Path(a.lm3d) if a.lm3d else _default_lm3d()
+    if not lm3d.is_file():
+        raise InputError(f"{lm3d}: similarity_Lm3D_all.mat not found (give --lm3d)")
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    model = convert(a.ict_dir, lm3d, area=a.area, log=log)
+    if a.albedo_photos:
+        from faceReconstruction.albedo import mean_albedo
+        from faceReconstruction.align import load_lm3d
 
-            pairs = photo_pairs(a.albedo_photos)
-            log(f"mean albedo from {len(pairs)} photos in {a.albedo_photos}")
-            model["meantex"] = mean_albedo(as_model(model), pairs, load_lm3d(lm3d), log=log)
-        out = write_model(model, a.out, source=a.source)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        pairs = photo_pairs(a.albedo_photos)
+        log(f"mean albedo from {len(pairs)} photos in {a.albedo_photos}")
+        model["meantex"] = mean_albedo(as_model(model), pairs, load_lm3d(lm3d), log=log)
+    out = write_model(model, a.out, source=a.source)
     print(out)
     return 0
 

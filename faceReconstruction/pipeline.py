@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from preprocess.fileio import (InputError, atomic_path, read_coeff, read_image, read_points, write_coeff,
+from common.fileio import (InputError, atomic_path, read_coeff, read_image, read_points, write_coeff,
                                write_image, write_text)
-from preprocess.parallel import chunks, run_tasks
+from common.parallel import chunks, run_tasks
 
 from faceReconstruction import align
 from faceReconstruction import bfm as bfm_mod
@@ -580,15 +580,11 @@ def demo_main(argv=None) -> int:
 
 def _demo_main(argv=None) -> int:
     a = demo_parser().parse_args(argv)
-    try:
-        done = run_coefficients(a.input_path, a.output_path, bfm=a.bfm, lm3d=a.lm3d, rnet=a.rnet,
-                                rnet_input=a.rnet_input, rnet_output=a.rnet_output, kind=a.kind, jobs=a.jobs,
-                                smooth=a.smooth, n_coeff=a.n_coeff, landmarks=a.landmarks,
-                                shared_id=not a.per_frame_id, overwrite=a.overwrite, batch_size=a.batch_size,
-                                log=_log)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    done = run_coefficients(a.input_path, a.output_path, bfm=a.bfm, lm3d=a.lm3d, rnet=a.rnet,
+                            rnet_input=a.rnet_input, rnet_output=a.rnet_output, kind=a.kind, jobs=a.jobs,
+                            smooth=a.smooth, n_coeff=a.n_coeff, landmarks=a.landmarks,
+                            shared_id=not a.per_frame_id, overwrite=a.overwrite, batch_size=a.batch_size,
+                            log=_log)
     _log(f"coefficients written: {sum(done.values())} frames in {len(done)} videos")
     return 0
 
@@ -621,11 +617,7 @@ def render_main(argv=None) -> int:
 
 def _render_main(argv=None) -> int:
     a = render_parser().parse_args(argv)
-    try:
-        done = run_render(a.coeff_path, a.data_path, bfm=a.bfm, lm3d=a.lm3d, jobs=a.jobs, restore=a.restore,
-                          overwrite=a.overwrite, log=_log)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    done = run_render(a.coeff_path, a.data_path, bfm=a.bfm, lm3d=a.lm3d, jobs=a.jobs, restore=a.restore,
+                      overwrite=a.overwrite, log=_log)
     _log(f"renders written: {sum(done.values())} frames in {len(done)} videos")
     return 0

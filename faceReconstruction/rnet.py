@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.fileio import COEFF_SIZES, InputError
+from common.fileio import COEFF_SIZES, InputError
 
 DEFAULT_INPUT = "input_imgs:0"
 DEFAULT_OUTPUT = "coeff:0"

@@ -40,7 +40,7 @@ import scipy.sparse.linalg
 from scipy.interpolate import RBFInterpolator
 from scipy.spatial import Delaunay
 
-from preprocess.fileio import InputError, atomic_path, read_mat
+from common.fileio import InputError, atomic_path, read_mat
 
 # Face domain: ellipse (x / AX)^2 + ((y - CY) / AY)^2 <= 1.
 AX, AY, CY = 0.76, 0.90, 0.03

@@ -25,19 +25,15 @@ import numpy as np
 
 from common.names import name_problem, safe_name
 
-from .blur import FrameReader, list_frames, list_videos
-from .fileio import InputError, write_image, write_text
+from common.flags import DEFAULT_FLOW
+from common.frames import frame_offsets, list_frames, list_videos
+
+from .blur import FrameReader
+from common.fileio import InputError, write_image, write_text
 from .flow import align_flow, align_homography
-from .parallel import chunks, run_tasks
+from common.parallel import chunks, run_tasks
 
 ALIGN_METHODS = ("none", "flow", "homography")
-
-
-def frame_offsets(n_frames: int) -> list[int]:
-    if n_frames < 1 or n_frames % 2 == 0:
-        raise ValueError(f"--n_frames must be a positive odd number, got {n_frames}")
-    r = n_frames // 2
-    return list(range(-r, r + 1))
 
 
 def neighbour_index(t: int, offset: int, n: int) -> int:
@@ -45,7 +41,7 @@ def neighbour_index(t: int, offset: int, n: int) -> int:
     return min(max(t + offset, 0), n - 1)
 
 
-def align_neighbour(ref: np.ndarray, other: np.ndarray, method: str = "flow", flow: str = "tvl1",
+def align_neighbour(ref: np.ndarray, other: np.ndarray, method: str = "flow", flow: str = DEFAULT_FLOW,
                     flow_side: int | None = 200) -> tuple[np.ndarray, bool]:
     """Warp `other` onto `ref`; returns (image uint8, False if homography fell back to identity)."""
     if method == "none":
@@ -87,7 +83,7 @@ def _align_task(task) -> dict:
     return dict(frames=len(names), fallbacks=fallbacks, errors=errors)
 
 
-def align_dataset(dataset, out, datalist=None, align: str = "flow", flow: str = "tvl1",
+def align_dataset(dataset, out, datalist=None, align: str = "flow", flow: str = DEFAULT_FLOW,
                   n_frames: int = 5, jobs: int = 1, chunk: int = 8, flow_side: int | None = 200,
                   videos=None, datalist_videos=None, on_error: str = "stop") -> dict:
     """Align every `dataset/<video>/blurry/` into `out/<video>/blur_*`; optionally write a datalist.

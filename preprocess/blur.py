@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import InputError, read_image, write_image
+from common.fileio import InputError, read_image, write_image
+from common.frames import list_frames, list_videos  # noqa: F401 - used below
 from .flow import compute_flow, warp
-from .parallel import chunks, run_tasks
+from common.parallel import chunks, run_tasks
 
 GAMMA = 2.2
 
@@ -104,17 +105,6 @@ def _blur_one(sub: _SubFrames, t: int, n_avg: int, linear: bool) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def list_frames(folder, what: str = "frames") -> list[Path]:
-    """Sorted `*.png` frames of a folder; InputError when the folder is missing or empty."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: folder of {what} not found")
-    files = sorted(p for p in folder.glob("*.png") if not p.name.startswith("."))
-    if not files:
-        raise InputError(f"{folder}: no PNG {what} in this folder")
-    return files
-
-
 class FrameReader:
     """A clip's frames by index, decoded once while they are in use; all must share one size.
 
@@ -147,18 +137,6 @@ class FrameReader:
         if len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         return img
-
-
-def list_videos(dataset, subdir: str) -> list[Path]:
-    """Videos of a dataset folder: sub-folders that contain `subdir/`; InputError when none."""
-    dataset = Path(dataset)
-    if not dataset.is_dir():
-        raise InputError(f"{dataset}: dataset folder not found")
-    vids = sorted(d for d in dataset.iterdir() if (d / subdir).is_dir())
-    if not vids:
-        raise InputError(f"{dataset}: no <video>/{subdir}/ folder inside (expected "
-                         f"{dataset}/<video>/{subdir}/00001.png ...)")
-    return vids
 
 
 def _blur_task(task) -> dict:

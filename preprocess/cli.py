@@ -14,13 +14,13 @@ import json
 import sys
 
 from common.cli import run_cli
+from common.flags import add_flow_flag
 from common.names import name_problem, safe_name
 
 from .align import ALIGN_METHODS, align_dataset
 from .blur import blur_dataset
-from .fileio import InputError
-from .flow import FLOW_METHODS
-from .parallel import run_tasks
+from common.fileio import InputError
+from common.parallel import run_tasks
 from .video import extract_frames, video_name
 
 
@@ -56,7 +56,7 @@ def _align_args(p):
     g.add_argument("--datalist", default="./datalist_train.txt",
                    help="datalist to write ('' = do not write one)")
     g.add_argument("--align", default="flow", choices=ALIGN_METHODS, help="neighbour warping (default flow)")
-    g.add_argument("--flow", default="tvl1", choices=FLOW_METHODS, help="flow method (default tvl1, as the original; dis computes flow ~100x faster)")
+    add_flow_flag(g)
     g.add_argument("--flow_side", type=int, default=200,
                    help="flow computed with the smaller image side at this size (default 200, as the "
                         "original; 0 = full size)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-FLOW_METHODS = ("tvl1", "dis")
+from common.flags import DEFAULT_FLOW, FLOW_METHODS  # noqa: F401 - FLOW_METHODS re-exported for callers
 
 
 def to_gray_u8(img: np.ndarray) -> np.ndarray:
@@ -38,7 +38,7 @@ def _flow_object(method: str):
     return _FLOW_CACHE[method]
 
 
-def compute_flow(ref: np.ndarray, other: np.ndarray, method: str = "tvl1",
+def compute_flow(ref: np.ndarray, other: np.ndarray, method: str = DEFAULT_FLOW,
                  small_side: int | None = 200) -> np.ndarray:
     """Flow (H, W, 2) float32 from `ref` to `other` (see module docstring for the convention).
 
@@ -109,7 +109,7 @@ def align_homography(ref: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, bo
     return out, True
 
 
-def align_flow(ref: np.ndarray, other: np.ndarray, method: str = "tvl1",
+def align_flow(ref: np.ndarray, other: np.ndarray, method: str = DEFAULT_FLOW,
                small_side: int | None = 200) -> np.ndarray:
     """Warp `other` onto `ref` with optical flow (uint8 in, uint8 out)."""
     return warp(other, compute_flow(ref, other, method, small_side))

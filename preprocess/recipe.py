@@ -52,14 +52,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.frames import IMAGE_EXTS, frame_offsets, list_frames
 from common.names import safe_name
+from common.paths import dlib_model_path
 
-from .align import align_dataset, datalist_line, frame_offsets
-from .blur import from_linear, list_frames, to_linear
-from .fileio import InputError, frame_name, read_image, write_image, write_text
+from .align import align_dataset, datalist_line
+from .blur import from_linear, to_linear
+from common.fileio import InputError, frame_name, read_image, write_image, write_text
 from .flow import compute_flow, to_gray_u8, warp
-from .parallel import run_tasks
-from .video import IMAGE_EXTS, dlib_model_path, extract_frames, iter_video, video_name
+from common.parallel import run_tasks
+from .video import extract_frames, iter_video, video_name
 
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 SAME_PERSON = 0.6  # dlib's face-descriptor distance threshold for "same person"

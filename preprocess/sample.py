@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from preprocess.fileio import InputError, frame_name, write_image, write_text
+from common.fileio import InputError, frame_name, write_image, write_text
 
 FACE_CENTRE = (220.0, 121.0)  # (x, y) of the astronaut's face in the 512x512 photo, pixels
 
@@ -134,6 +134,13 @@ def make_sample(dataset, name: str = "astronaut", cfg: SampleConfig | None = Non
 
 
 def main(argv=None) -> int:
+    """Exit statuses as every command (common/cli.py): 0 done, 2 bad input, 1 internal failure."""
+    from common.cli import run_cli
+
+    return run_cli(_main, argv, prog="python -m preprocess.sample")
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = SampleConfig()
     ap.add_argument("--dataset", default="./dataset", help="dataset root (default ./dataset)")
@@ -150,11 +157,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     cfg = SampleConfig(a.frames, a.size, a.scale, a.sub_frames, a.exposure, a.shake_px, a.shake_deg,
                        a.shake_zoom, a.seed)
-    try:
-        out = make_sample(a.dataset, a.name, cfg)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    out = make_sample(a.dataset, a.name, cfg)
     print(f"wrote {cfg.n_frames} sharp/blurry frame pairs ({cfg.size}x{cfg.size}) to {out}")
     return 0
 

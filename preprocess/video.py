@@ -18,9 +18,7 @@ side`, source pixels, 0-based source frame index) so a crop can be traced back t
 """
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
 
 # Silence FFmpeg's own console messages from OpenCV's backend; failures are reported as
 # one InputError instead. Must be set before the backend is first used.
@@ -31,13 +29,14 @@ from typing import Iterator
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
+from common import tracks
+from common.frames import frame_folder_files
 from common.names import name_problem, safe_name
+from common.paths import dlib_model_path
 
-from .fileio import InputError, frame_name, read_image, write_image, write_text
+from common.fileio import InputError, frame_name, read_image, write_image, write_text
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 CROP_SHIFT_UP = 0.12
 DETECT_MAX_SIDE = 480
 
@@ -46,26 +45,6 @@ def video_name(path) -> str:
     """Default clip name: the file stem (or folder name) of the source."""
     p = Path(path)
     return p.name if p.is_dir() else p.stem
-
-
-def _natural_key(p: Path):
-    # "frame9.jpg" before "frame10.jpg": digit runs compare as numbers.
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
-
-
-def _image_files(folder: Path) -> list[Path]:
-    """Image files of a frame folder in natural name order."""
-    return sorted((f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".")),
-                  key=_natural_key)
-
-
-def frame_folder_files(folder) -> list[Path]:
-    """Image files of a folder of frames (natural order); InputError when there are none."""
-    folder = Path(folder)
-    files = _image_files(folder)
-    if not files:
-        raise InputError(f"{folder}: folder contains no image files ({', '.join(IMAGE_EXTS)})")
-    return files
 
 
 def displayed_size(path) -> tuple[int, int] | None:
@@ -198,19 +177,6 @@ def _decode(path: Path, step: int) -> Iterator[tuple[int, np.ndarray]]:
                          f"does not know: {first[:160]})") from None
 
 
-def dlib_model_path(name: str) -> Path | None:
-    """Path of a dlib model shipped by the `face-recognition-models` package, or None.
-
-    The package's own import needs pkg_resources (gone from recent setuptools), so its folder
-    is located with importlib instead of being imported.
-    """
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
-    return path if path.is_file() else None
-
-
 def detect_face_track(frames) -> np.ndarray:
     """Face box per frame: (T, 3) [cx, cy, side] in frame pixels, NaN rows = no face.
 
@@ -257,20 +223,6 @@ def detect_face_track(frames) -> np.ndarray:
     if ok.any():
         hog[ok, :2] = lm[ok] + np.median(hog[ok, :2] - lm[ok], axis=0)
     return hog
-
-
-def smooth_track(track: np.ndarray, sigma: float) -> np.ndarray:
-    """Fill NaN rows by linear interpolation (nearest at the ends), then Gaussian-smooth."""
-    track = np.asarray(track, float).copy()
-    ok = np.isfinite(track).all(1)
-    if not ok.any():
-        raise ValueError("no face detected in any frame")
-    t = np.arange(len(track))
-    for c in range(track.shape[1]):
-        track[:, c] = np.interp(t, t[ok], track[ok, c])
-    if sigma > 0 and len(track) > 1:
-        track = gaussian_filter1d(track, sigma, axis=0, mode="nearest")
-    return track
 
 
 def crop_square(img: np.ndarray, cx: float, cy: float, side: float, size: int) -> np.ndarray:
@@ -352,7 +304,7 @@ def extract_frames(video, dataset, name: str | None = None, max_frames: int | No
         if not np.isfinite(track).any():
             raise InputError(f"{video}: no face found in any of the {len(track)} selected frames "
                              f"(face crop needs a visible frontal face)")
-        track = smooth_track(track, crop_smooth)
+        track = tracks.smooth(tracks.fill_gaps(track), crop_smooth)
         track[:, 2] *= crop_scale
         track[:, 1] -= CROP_SHIFT_UP * track[:, 2] / crop_scale
         boxes = {k: (src, *track[k - 1]) for k, src in enumerate(sources, start=1)}

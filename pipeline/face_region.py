@@ -24,18 +24,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
-from preprocess.fileio import InputError
-
-
-def _interp_missing(centres: np.ndarray) -> np.ndarray:
-    """Fill NaN rows of a (T, 2) array by linear interpolation (constant at the ends)."""
-    ok = np.all(np.isfinite(centres), axis=1)
-    if not ok.any():
-        raise InputError("face region: no frame of the clip has landmarks (facePointDetection found no face)")
-    t = np.arange(len(centres))
-    return np.stack([np.interp(t, t[ok], centres[ok, k]) for k in range(2)], axis=1)
+from common import tracks
+from common.errors import InputError
 
 
 def box_side(points: np.ndarray, frame_size, margin: float = 3.0, context: int = 32,
@@ -67,24 +58,14 @@ def face_boxes(points, frame_size, margin: float = 3.0, context: int = 32, multi
     if pts.ndim != 3 or pts.shape[1:] != (5, 2):
         raise ValueError(f"face_boxes: expected points of shape (T, 5, 2), got {pts.shape}")
     bw, bh = side if side is not None else box_side(pts, frame_size, margin, context, multiple)
-    centres = _interp_missing(pts.mean(axis=1))
-    if smooth > 0 and len(centres) > 1:
-        centres = gaussian_filter1d(centres, smooth, axis=0, mode="nearest")
+    centres = pts.mean(axis=1)
+    if not np.isfinite(centres).all(axis=1).any():
+        raise InputError("face region: no frame of the clip has landmarks (facePointDetection found no face)")
+    centres = tracks.smooth(tracks.fill_gaps(centres), smooth)
     w, h = frame_size
     x0 = np.clip(np.round(centres[:, 0] - bw / 2.0), 0, w - bw).astype(int)
     y0 = np.clip(np.round(centres[:, 1] - bh / 2.0), 0, h - bh).astype(int)
     return np.stack([x0, y0, x0 + bw, y0 + bh], axis=1)
-
-
-def inner_face_box(points, scale: float = 1.6) -> tuple[int, int, int, int]:
-    """Box around the face itself (for scoring): the five-point box grown `scale` x about its centre.
-
-    The five points span eyes to mouth; 1.6 x that box covers brows to chin. (x0, y0, x1, y1).
-    """
-    p = np.asarray(points, dtype=np.float64)
-    lo, hi = p.min(axis=0), p.max(axis=0)
-    c, half = (lo + hi) / 2.0, (hi - lo).max() * scale / 2.0
-    return (int(round(c[0] - half)), int(round(c[1] - half)), int(round(c[0] + half)), int(round(c[1] + half)))
 
 
 def crop(img: np.ndarray, box) -> np.ndarray:

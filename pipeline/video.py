@@ -9,7 +9,7 @@ folder:
   <work>/full/<name>/blurry/00001.png     frames          python -m preprocess frames --subdir blurry
   <work>/full/<name>/face/00001.txt       landmarks       python -m facePointDetection --max_gap G
   <work>/dataset/<seg>/{blurry,face}/     region          one clip <seg> per stretch of frames with a
-                                                          face; face-centred crop (deblur/face_region.py)
+                                                          face; face-centred crop (pipeline/face_region.py)
                                                           or the full frames (--full_frame)
   <work>/training_set/<seg>/face/         reconstruct     python demo.py  (R-Net with --rnet, else fitting)
   <work>/training_set/<seg>/render/       render          python demo_render.py
@@ -52,35 +52,25 @@ import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from common import videoio
+from common import tracks, videoio
 from common.errors import InputError
+from common.flags import DEFAULT_FLOW, DEFAULT_GPU
+from common.frames import frame_folder_files, png_frames
 from common.paths import check_output
+from deblur.config import NetworkConfig
 from facePointDetection.pipeline import MAX_GAP
-from preprocess.fileio import frame_name, read_image, read_points, write_image, write_points, write_text
+from common.fileio import frame_name, read_image, read_points, write_image, write_points, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = "checkpoints/both_1_256"
 VIDEO_EXTS = videoio.VIDEO_EXTS
 OUTPUT_EXTS = (".mp4", ".mov", ".m4v", ".mkv")
-
-
-# ----------------------------------------------------------------------------- video files
-def probe(path) -> dict:
-    """{'fps', 'size': (w, h), 'frames', 'codec', 'pix_fmt', 'audio', 'variable_rate'} of a video
-    (common.videoio.probe_video, which has the exact per-frame times)."""
-    info = videoio.probe_video(path)
-    return {"fps": info.fps, "size": (info.width, info.height), "frames": info.frames, "codec": info.codec,
-            "pix_fmt": info.pix_fmt, "audio": info.audio, "variable_rate": info.variable_rate}
-
-
-write_video = videoio.write_video
 
 
 # ----------------------------------------------------------------------------- options
@@ -95,8 +85,8 @@ class Options:
     face: str | None = None
     levels: int | None = None
     align: str = "flow"
-    flow: str = "dis"
-    gpu: int = -1
+    flow: str = DEFAULT_FLOW
+    gpu: str = DEFAULT_GPU
     rnet: Path | None = None
     bfm: Path | None = None
     frames_out: Path | None = None
@@ -212,7 +202,7 @@ class ToolInputError(InputError):
         self.tool, self.message, self.log = tool, message, log
 
 
-def _run_tool(cmd: list[str], log: Path, env=None) -> str:
+def run_tool(cmd: list[str], log: Path, env=None) -> str:
     """Run one stage tool, output to `log`; return its output.
 
     Exit status 2 (bad input, see common/cli.py) raises ToolInputError with the tool's `error:`
@@ -235,7 +225,7 @@ def _run_tool(cmd: list[str], log: Path, env=None) -> str:
     return text
 
 
-def _model_lines(text: str) -> list[str]:
+def model_lines(text: str) -> list[str]:
     """The lines of a stage's log that say which 3D face model made its output (and any
     STAND-IN warning), once each: they go into the run's notes and summary."""
     seen = []
@@ -258,12 +248,6 @@ def prior_label(notes: str) -> str:
     return "3D prior"
 
 
-def _frames(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix == ".png" and not p.name.startswith("."))
-
-
 # ----------------------------------------------------------------------------- the pipeline
 class Pipeline:
     """Runs the stages in order with a progress line each; see the module docstring."""
@@ -283,7 +267,8 @@ class Pipeline:
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.source: videoio.VideoInfo | None = None
-        self.prior = opt.face if opt.face is not None else checkpoint_face(opt.checkpoint)
+        stored = checkpoint_config(opt.checkpoint)
+        self.prior = opt.face if opt.face is not None else (stored.face if stored else None)
 
     def say(self, msg: str) -> None:
         if not self.o.quiet:
@@ -296,7 +281,7 @@ class Pipeline:
         The input: a readable video with at least one frame, or a folder of readable images of
         one size. Output paths: a supported container, not the input itself.
         """
-        from preprocess.video import check_frame_sizes, frame_folder_files
+        from preprocess.video import check_frame_sizes
 
         o = self.o
         if not o.input.exists():
@@ -339,8 +324,6 @@ class Pipeline:
     def _source_id(self) -> dict:
         """What identifies the input for the frames stage: for a folder, its image files (the
         folder itself changes when the output or working folder is placed inside it)."""
-        from preprocess.video import frame_folder_files
-
         src = self.o.input.resolve()
         if src.is_dir():
             files = frame_folder_files(src)
@@ -485,7 +468,7 @@ class Pipeline:
         msg = re.sub(re.escape(frames) + r"/(\d{5})\.png", lambda m: f"frame {int(m.group(1))}", msg)
         msg = msg.replace(frames, "its frames").replace(str(self.work), "<working folder>")
         if "no face detected in any" in msg:
-            n = len(_frames(self.full / self.name / "blurry"))
+            n = len(png_frames(self.full / self.name / "blurry"))
             return (f"{self.o.input}: no face detected in any of its {n} frames (MTCNN, faces of at least "
                     "20 pixels); nothing to deblur")
         src = str(self.o.input.resolve())
@@ -513,8 +496,8 @@ class Pipeline:
                str(self.full), "--name", self.name, "--subdir", "blurry"]
         if o.max_frames:
             cmd += ["--max_frames", str(o.max_frames)]
-        _run_tool(cmd, self.logs / "frames.log", self.env)
-        frames = _frames(out)
+        run_tool(cmd, self.logs / "frames.log", self.env)
+        frames = png_frames(out)
         if not frames:
             raise InputError(f"{o.input}: no frames could be decoded")
         h, w = read_image(frames[0]).shape[:2]
@@ -549,9 +532,9 @@ class Pipeline:
                 "trim_audio": n < src.frames}
 
     def run_landmarks(self) -> None:
-        text = _run_tool([self.py, "-m", "facePointDetection", "--dataset", str(self.full), "--points", "5",
+        text = run_tool([self.py, "-m", "facePointDetection", "--dataset", str(self.full), "--points", "5",
                           "--max_gap", str(self.o.max_gap)], self.logs / "landmarks.log", self.env)
-        self._note(_model_lines(text))
+        self._note(model_lines(text))
 
     def _landmarks(self, n: int) -> np.ndarray:
         """(T, 5, 2) landmarks of the full frames, NaN where there is no face."""
@@ -568,10 +551,9 @@ class Pipeline:
         Frames without a face (facePointDetection wrote no landmarks: more than --max_gap frames
         without a detection) are left out of every later stage and pass through unchanged.
         """
-        from deblur import face_region as fr
-        from facePointDetection.pipeline import _runs
+        from pipeline import face_region as fr
 
-        frames = _frames(self.full / self.name / "blurry")
+        frames = png_frames(self.full / self.name / "blurry")
         pts = self._landmarks(len(frames))
         has_face = np.isfinite(pts[:, 0, 0])
         if not has_face.any():
@@ -580,7 +562,7 @@ class Pipeline:
             if d.is_dir():
                 shutil.rmtree(d)
         h, w = read_image(frames[0]).shape[:2]
-        runs = _runs(has_face)
+        runs = tracks.runs(has_face)
         side = (w, h) if self.o.full_frame else fr.box_side(pts, (w, h), self.o.margin, self.o.context,
                                                              self.o.multiple)
         segments, box_lines = [], []
@@ -619,7 +601,7 @@ class Pipeline:
             cmd += ["--rnet", str(Path(self.o.rnet).resolve())]
         if self.o.bfm:
             cmd += ["--bfm", str(Path(self.o.bfm).resolve())]
-        self._note(_model_lines(_run_tool(cmd, self.logs / "reconstruct.log", self.env)))
+        self._note(model_lines(run_tool(cmd, self.logs / "reconstruct.log", self.env)))
 
     def run_render(self) -> None:
         if self.prior == "none":
@@ -628,13 +610,13 @@ class Pipeline:
         cmd = [self.py, "demo_render.py", "--coeff_path", str(self.tset), "--data_path", str(self.data)]
         if self.o.bfm:
             cmd += ["--bfm", str(Path(self.o.bfm).resolve())]
-        self._note(_model_lines(_run_tool(cmd, self.logs / "render.log", self.env)))
+        self._note(model_lines(run_tool(cmd, self.logs / "render.log", self.env)))
 
     def run_align(self) -> None:
         cmd = [self.py, "-m", "preprocess", "align", "--dataset", str(self.data), "--out", str(self.tset),
                "--datalist", "", "--align", self.o.align, "--flow", self.o.flow,
                "--jobs", str(self.o.jobs)]
-        _run_tool(cmd, self.logs / "align.log", self.env)
+        run_tool(cmd, self.logs / "align.log", self.env)
 
     def run_deblur(self) -> None:
         if self.result.is_dir():
@@ -646,20 +628,20 @@ class Pipeline:
         if self.o.levels is not None:
             cmd += ["--levels", str(self.o.levels)]
         cmd += list(self.o.model_args)
-        self._note(_model_lines(_run_tool(cmd, self.logs / "deblur.log", self.env)))
+        self._note(model_lines(run_tool(cmd, self.logs / "deblur.log", self.env)))
         for seg in self.segments():
-            n_in = len(_frames(self.data / seg["name"] / "blurry"))
-            n_out = len(_frames(self.result / seg["name"]))
+            n_in = len(png_frames(self.data / seg["name"] / "blurry"))
+            n_out = len(png_frames(self.result / seg["name"]))
             if n_out != n_in:
                 raise StageError(f"run_model.py wrote {n_out} frames to {self.result / seg['name']}, expected {n_in}")
 
     def run_blend(self) -> None:
-        from deblur import face_region as fr
+        from pipeline import face_region as fr
 
         for d in (self.final, self.final_render):
             if d.is_dir():
                 shutil.rmtree(d)
-        frames = _frames(self.full / self.name / "blurry")
+        frames = png_frames(self.full / self.name / "blurry")
         boxes = {}
         for line in (self.work / "boxes.txt").read_text().splitlines():
             name, *box = line.split()
@@ -694,7 +676,7 @@ class Pipeline:
     def run_encode(self) -> None:
         o = self.o
         info = json.loads((self.work / "video.json").read_text())
-        frames = _frames(self.final)
+        frames = png_frames(self.final)
         t = info["timing"]
         if t["mode"] == "source":
             times, end = [Fraction(x) for x in t["times"]], Fraction(t["end"])
@@ -726,21 +708,16 @@ class Pipeline:
                 shutil.copyfile(f, dst / f.name)
 
 
-def checkpoint_face(path) -> str | None:
-    """The --face mode stored in a native checkpoint (deblur-N.npz or the newest in a folder);
+def checkpoint_config(path) -> NetworkConfig | None:
+    """The NetworkConfig stored in a native checkpoint (deblur-N.npz or the newest in a folder);
     None for TF1 checkpoints or when it cannot be read (run_model.py then decides and reports).
     Reads only the JSON `meta` entry (no TensorFlow import in this process)."""
-    p = Path(path)
-    if p.is_dir():
-        natives = sorted((q for q in p.iterdir() if re.match(r"^deblur-(\d+)\.npz$", q.name)),
-                         key=lambda q: int(re.findall(r"\d+", q.name)[-1]))
-        p = natives[-1] if natives else p
-    if not (p.is_file() and p.suffix == ".npz"):
-        return None
+    from deblur import checkpoint as ckpt
+
     try:
-        with np.load(p, allow_pickle=False) as z:
-            return json.loads(str(z["meta"])).get("config", {}).get("face")
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        kind, p = ckpt.resolve(path)
+        return ckpt.stored_config(p, ckpt.read_meta(p)) if kind == "native" else None
+    except InputError:  # CheckpointDamaged included
         return None
 
 

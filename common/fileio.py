@@ -5,8 +5,8 @@ interrupted and re-run. Outputs are therefore written under a temporary name in 
 folder and renamed into place, so a reader never sees a truncated file; inputs that cannot be
 read raise `InputError`, one message that names the file and the problem.
 
-Packages downstream (facePointDetection, faceReconstruction, deblur) import from here; this
-module imports nothing from them (data and imports flow one way).
+Every stage package imports from here; this module imports nothing from them (data and
+imports flow one way).
 """
 from __future__ import annotations
 
