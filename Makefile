@@ -13,10 +13,13 @@ export PYTHONUNBUFFERED = 1
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-test.txt
+# The pinned stack first, then this project itself, editable (pyproject.toml): its packages are
+# importable from every script and working directory, and edits take effect without reinstalling.
+$(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements.txt -r requirements-test.txt
+	$(PIP) install --quiet --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
