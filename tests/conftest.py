@@ -1,26 +1,10 @@
-"""Shared pytest fixtures: where ../shared is, skip reasons, small helpers."""
+"""Shared pytest fixtures: the data sets of ../shared (skipped with a reason when absent).
+Paths and helpers are in tests/helpers.py."""
 from __future__ import annotations
-
-import os
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "tests"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-SHARED = Path(os.environ.get("FACEDEBLUR_SHARED", ROOT.parent / "shared")).resolve()
-
-
-def shared_path(*parts) -> Path:
-    """Path inside ../shared/data, skipping the calling test when it is absent."""
-    p = SHARED.joinpath("data", *parts)
-    if not p.exists():
-        pytest.skip(f"shared data not available: {p} (tests that need ../shared skip without it)")
-    return p
+from tests.helpers import shared_path
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, shared_path
-from preprocess.fileio import read_image, write_image, write_points
+from tests.helpers import ROOT, shared_path
+from common.fileio import read_image, write_image, write_points
 
 SIZE = (48, 64)  # h, w of the small test frames
 
@@ -368,15 +368,14 @@ def tiny_ckpt(tmp_path_factory):
     from deblur.checkpoint import save_native
     from deblur.network import build_generator
 
-    cfg = dict(face="both", levels=1, model="color", n_frames=5, channels=4)
     path = tmp_path_factory.mktemp("ckpt") / "deblur-0.npz"
-    save_native(path, build_generator(**cfg), cfg, 0)
+    save_native(path, build_generator("both", 1, "color", 5, channels=4), 0)
     return path
 
 
 @pytest.fixture
 def testing_set(tmp_path, src_frames):
-    import deblur_data
+    from deblur.testing import datasets as deblur_data
 
     deblur_data.build(tmp_path / "t", n=3, h=SIZE[0], w=SIZE[1])
     return tmp_path / "t" / "training_set"
@@ -435,7 +434,7 @@ def test_untrusted_checkpoints_are_bad_input(testing_set, tmp_path, capsys, kind
 
 
 def test_run_model_train_datalist_with_seven_columns(tmp_path, capsys):
-    import deblur_data
+    from deblur.testing import datasets as deblur_data
     import run_model
 
     deblur_data.build(tmp_path, n=3, h=40, w=40)
@@ -513,7 +512,7 @@ def test_deblur_video_names_the_users_frame_not_the_working_folder(corpus, tiny_
 
 
 def test_clip_name_never_leaves_the_working_folder():
-    from deblur.video import clip_name
+    from pipeline.video import clip_name
 
     for p in ("..", "../..", ".", ".hidden"):
         name = clip_name(Path(p))
@@ -523,7 +522,7 @@ def test_clip_name_never_leaves_the_working_folder():
 def test_no_pickle_or_eval_of_user_files():
     """User files are parsed as data: no pickle, eval/exec or allow_pickle=True in the tools."""
     bad = ("import pickle", "pickle.load", "allow_pickle=True", " eval(", " exec(", "torch.load", "joblib.load")
-    for folder in ("common", "preprocess", "facePointDetection", "faceReconstruction", "deblur"):
+    for folder in ("common", "preprocess", "facePointDetection", "faceReconstruction", "deblur", "pipeline"):
         for path in (ROOT / folder).rglob("*.py"):
             text = path.read_text()
             for needle in bad:

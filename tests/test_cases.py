@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from common import videoio
-from conftest import ROOT, SHARED
-from preprocess.fileio import read_image
+from tests.helpers import ROOT, SHARED
+from common.fileio import read_image
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -42,8 +42,8 @@ def ckpts(tmp_path_factory):
 
     out = {}
     for face in ("none", "both"):
-        cfg = dict(face=face, levels=1, model="color", n_frames=5, channels=4)
-        out[face] = save_native(tmp_path_factory.mktemp(f"ck_{face}") / "deblur-0.npz", build_generator(**cfg), cfg, 0)
+        out[face] = save_native(tmp_path_factory.mktemp(f"ck_{face}") / "deblur-0.npz",
+                                build_generator(face, 1, "color", 5, channels=4), 0)
     return out
 
 

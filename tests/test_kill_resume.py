@@ -4,7 +4,7 @@ Training is killed five times at random steps (seeded, so a failure reproduces) 
 time: the final step, learning rate, Adam state and weights must equal an uninterrupted run's.
 Preprocessing, demo.py and demo_render.py are killed mid-run: the re-run completes, redoes only
 the unfinished work, and every output file opens. (The video command: tests/test_cases.py and
-tests/test_video.py kill and resume it.)
+tests/pipeline/test_video.py kill and resume it.)
 
 Small on purpose (2 CPU cores): --channels 8, 64-pixel patches, 24 steps, vd001 frames.
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import deblur_data
-from conftest import ROOT
+from deblur.testing import datasets as deblur_data
+from tests.helpers import ROOT
 from deblur import checkpoint as ckpt
-from preprocess.fileio import read_coeff, read_image
+from common.fileio import read_coeff, read_image
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
 STEPS = 24

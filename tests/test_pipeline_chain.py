@@ -11,9 +11,9 @@ import sys
 
 import numpy as np
 
-from preprocess.fileio import read_coeff, read_image
-from test_preprocess_cli import CLIP, _trimmed_clip
-from test_preprocess_io import ROOT, run_cli
+from common.fileio import read_coeff, read_image
+from tests.helpers import CLIP, trimmed_clip as _trimmed_clip
+from tests.helpers import ROOT, run_cli
 
 
 def _script(name, *args, cwd):

@@ -23,11 +23,11 @@ import sys
 import numpy as np
 import pytest
 
-import deblur_data
+from deblur.testing import datasets as deblur_data
 import run_model
 from common import metrics
 from deblur import checkpoint as ckpt
-from preprocess.fileio import InputError, read_image
+from common.fileio import InputError, read_image
 
 SIZE = (112, 128)  # (h, w) of the vd001 frames used here
 NET = ["--channels", "8", "--batch_size", "2", "--gpu", "-1"]
@@ -47,7 +47,7 @@ def _test_argv(input_path, out, checkpoint, *extra):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """4 vd001 frames, face both; two training steps saved as deblur-1.npz and deblur-2.npz."""
-    from conftest import shared_path
+    from tests.helpers import shared_path
 
     vd001 = shared_path("vd001")
     root = tmp_path_factory.mktemp("trained")
@@ -229,9 +229,10 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, trained, monkeypatc
     ck = _copy_checkpoints(root, tmp_path / "ck")
     before = (ck / "deblur-2.npz").read_bytes()
     w, _, meta = ckpt.read_native(ck / "deblur-2.npz")
-    from deblur.network import build_generator
+    from deblur.config import NetworkConfig
+    from deblur.network import build_network
 
-    net = build_generator(**meta["config"])
+    net = build_network(NetworkConfig.from_dict(meta["config"]))
     ckpt.assign_by_name(net, w, "x")
 
     def dying_savez(f, **arrays):
@@ -240,7 +241,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, trained, monkeypatc
 
     monkeypatch.setattr(np, "savez", dying_savez)
     with pytest.raises(OSError):
-        ckpt.save_native(ck / "deblur-2.npz", net, meta["config"], 2)
+        ckpt.save_native(ck / "deblur-2.npz", net, 2)
     assert (ck / "deblur-2.npz").read_bytes() == before
     assert sorted(p.name for p in ck.iterdir()) == ["deblur-1.npz", "deblur-2.npz"]
 
@@ -357,14 +358,14 @@ def test_levels_come_from_the_checkpoint(tmp_path, vd001, capsys):
 
     # The same weights at one level give another picture: the stored levels matter.
     from deblur.inference import Deblurrer
-    from deblur.network import build_generator
+    from deblur.network import build_network
 
     w, _, meta = ckpt.read_native(ck / "deblur-1.npz")
-    net = build_generator(**{**meta["config"], "levels": 1})
+    net = build_network(ckpt.stored_config(ck / "deblur-1.npz", meta).replace(levels=1))
     ckpt.assign_by_name(net, w, "x")
     frames = [read_image(tmp_path / "training_set" / "vd001" / f"blur_{o}" / "00002.png")
               for o in range(-2, 3)]
-    one = Deblurrer(net, {**meta["config"], "levels": 1}).deblur(frames)
+    one = Deblurrer(net, net.deblur_config).deblur(frames)
     assert np.abs(one.astype(int) - results["default"]).mean() > 0.5
 
     # Resuming with a different stored setting is refused before any work, naming the flag.
@@ -430,7 +431,7 @@ def test_validation_metrics_match_the_written_frames():
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
 @pytest.mark.parametrize("umask", [0o002, 0o027])
 def test_outputs_get_the_umask_permissions(tmp_path, trained, umask, capsys):
-    from preprocess.fileio import write_coeff, write_image, write_points, write_text
+    from common.fileio import write_coeff, write_image, write_points, write_text
 
     root, _ = trained
     expected = 0o666 & ~umask
@@ -440,11 +441,12 @@ def test_outputs_get_the_umask_permissions(tmp_path, trained, umask, capsys):
         write_coeff(tmp_path / "coeff.txt", np.zeros(239))
         write_points(tmp_path / "lm.txt", np.zeros((5, 2)))
         w, _, meta = ckpt.read_native(root / "ck" / "deblur-2.npz")
-        from deblur.network import build_generator
+        from deblur.config import NetworkConfig
+        from deblur.network import build_network
 
-        net = build_generator(**meta["config"])
+        net = build_network(NetworkConfig.from_dict(meta["config"]))
         ckpt.assign_by_name(net, w, "x")
-        ckpt.save_native(tmp_path / "ck" / "deblur-2.npz", net, meta["config"], 2)
+        ckpt.save_native(tmp_path / "ck" / "deblur-2.npz", net, 2)
         res = tmp_path / "res"
         if umask == 0o002:  # the situation: test-phase frames and metrics in a group folder
             assert run_model.main(_test_argv(root / "training_set", res, root / "ck",

@@ -3,11 +3,14 @@ real face photo (../shared/data/faces5pt), homography fallback, end clamping, da
 import numpy as np
 import pytest
 
-from preprocess.align import align_dataset, datalist_line, frame_offsets, neighbour_index
-from preprocess.fileio import InputError, read_image, write_image
+from common.frames import frame_offsets
+from preprocess.align import align_dataset, datalist_line, neighbour_index
+from common.fileio import InputError, read_image, write_image
 from preprocess.flow import align_flow, align_homography, compute_flow
 
-from test_preprocess_blur import _face_crop, psnr, shift
+from common.metrics import psnr
+from tests.helpers import face_crop as _face_crop
+from tests.helpers import shift
 
 FACE_BOX = (slice(40, 120), slice(40, 120))  # the face of the 160x160 crop (eyes to mouth)
 SHIFTS = [(1.3, -0.7), (2.6, 1.4), (-3.4, 2.2)]

@@ -3,26 +3,12 @@ frames at 160x160 inside a tmp folder: frames (face crop) -> blur -> align -> da
 facePointDetection on the synthesized blurry frames."""
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from preprocess.fileio import read_image, read_points
+from common.fileio import read_image, read_points
 
-from test_preprocess_io import run_cli
-
-CLIP = "dreamtalk__data_style_clip_video_M030_front_angry_level3_001.mp4"
-
-
-def _trimmed_clip(src: Path, dst: Path, n=24, size=160) -> Path:
-    cap = cv2.VideoCapture(str(src))
-    out = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), 25, (size, size))
-    for _ in range(n):
-        ok, frame = cap.read()
-        assert ok, f"{src}: could not read {n} frames"
-        out.write(cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA))
-    cap.release()
-    out.release()
-    return dst
+from tests.helpers import CLIP, run_cli
+from tests.helpers import trimmed_clip as _trimmed_clip
 
 
 def test_chained_cli_on_a_real_clip(face_videos, tmp_path):

@@ -122,7 +122,7 @@ def test_recipe_end_to_end_on_real_clips(face_videos, tmp_path):
     val_clips = {c[0].split("__s")[0] for c in val}
     train_clips = {c[0].split("__s")[0] for c in train}
     assert val_clips == set(split["val"]) and not val_clips & train_clips
-    from preprocess.fileio import read_image
+    from common.fileio import read_image
 
     seg = cols[0].split("/")[0]
     s = read_image(out / "dataset" / seg / "sharp" / "00004.png")

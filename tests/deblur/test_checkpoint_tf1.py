@@ -1,5 +1,5 @@
 """Importing the authors' TF1 checkpoints: an independent TF1/slim graph of the original
-(tests/tf1_oracle.py) writes a real `tf.compat.v1.train.Saver` checkpoint with random weights
+(deblur/testing/tf1_oracle.py) writes a real `tf.compat.v1.train.Saver` checkpoint with random weights
 and Adam slots; our Keras network loads it by name and must reproduce its outputs."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import run_model
-import tf1_oracle
+from deblur.testing import tf1_oracle
 from deblur import checkpoint as ckpt
 from deblur.network import uses_coeff, uses_render
 
@@ -32,7 +32,7 @@ def _compare(tmp_path, face, levels, model, channels, h, w, n_frames=5):
                                 model=model, n_frames=n_frames, channels=channels)
     # Load from the directory (the `checkpoint` file), as users point at checkpoints/both_1_256.
     net, cfg, step = ckpt.load_generator(tmp_path / "tf1", {"levels": levels})
-    assert step == 1234 and cfg["face"] == face and cfg["model"] == model
+    assert step == 1234 and cfg.face == face and cfg.model == model
     x = {"blur": blur}
     if uses_render(face):
         x["render"] = render
@@ -75,7 +75,7 @@ def test_full_size_tf1_checkpoint_and_native_round_trip(tmp_path):
     native = tmp_path / "native" / "deblur-1234.npz"
     assert native.is_file()
     net2, cfg, step = ckpt.load_generator(native)
-    assert step == 1234 and cfg["channels"] == 32
+    assert step == 1234 and cfg.channels == 32
     np.testing.assert_allclose(np.asarray(net2(x)), ref[-1], atol=TOL)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import deblur_data
+from deblur.testing import datasets as deblur_data
 import run_model
 from deblur import checkpoint as ckpt
 from deblur.train import TrainingDiverged, train
-from preprocess.fileio import InputError, read_image, write_image
+from common.fileio import InputError, read_image, write_image
 
 TINY = ["--channels", "4", "--gpu", "-1", "--batch_size", "2"]
 
@@ -137,7 +137,7 @@ def test_checkpoint_flag_mismatch_is_reported(tmp_path):
     deblur_data.build(tmp_path, n=3, h=40, w=40)
     train(_args(tmp_path, "--patch_size", "36", "--max_steps", "1"))
     net, cfg, step = ckpt.load_generator(tmp_path / "ckpt", {"face": "none", "levels": 1})
-    assert cfg["face"] == "both" and step == 1  # the stored configuration wins
+    assert cfg.face == "both" and step == 1  # the stored configuration wins
     weights, _, _ = ckpt.read_native(tmp_path / "ckpt" / "deblur-1.npz")
     weights.pop("g_net/enc1_1/biases")
     weights["g_net/extra/weights"] = np.zeros(3)
@@ -159,7 +159,7 @@ def test_residual_setting_travels_with_the_checkpoint(tmp_path, capsys):
     train(_args(tmp_path, "--patch_size", "36", "--max_steps", "1", "--face", "none",
                 "--residual"))
     net, cfg, _ = ckpt.load_generator(tmp_path / "ckpt", {"face": "none", "levels": 1})
-    assert cfg["residual"] is True and net.deblur_config["residual"] is True
+    assert cfg.residual is True and net.deblur_config == cfg
     with pytest.raises(InputError, match="residual"):
         train(_args(tmp_path, "--patch_size", "36", "--max_steps", "2", "--face", "none"))
     # A checkpoint without the key (written before it existed) is the paper's network.
@@ -174,4 +174,4 @@ def test_residual_setting_travels_with_the_checkpoint(tmp_path, capsys):
     np.savez(old, **arrays)
     net, cfg, _ = ckpt.load_generator(old, {"face": "none", "levels": 1, "residual": True},
                                       verbose=False)
-    assert cfg["residual"] is False and net.deblur_config["residual"] is False
+    assert cfg.residual is False and net.deblur_config == cfg

@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from deblur.network import (FACE_MODES, MODELS, build_generator, coeff_patch, crop_back,
+from deblur.config import FACE_MODES, MODELS
+from deblur.network import (build_generator, coeff_patch, crop_back,
                             image_channels, min_size, pad_to_valid, resize_bilinear_tf1,
                             size_multiple, tf1_names, uses_coeff, uses_render)
 
@@ -188,7 +189,7 @@ def test_residual_network_starts_as_the_identity(face, levels):
     plain = build_generator(face, levels, "color", 5, channels=4)
     assert net.count_params() == plain.count_params()
     assert set(tf1_names(net)) == set(tf1_names(plain))
-    assert net.deblur_config["residual"] is True and plain.deblur_config["residual"] is False
+    assert net.deblur_config.residual is True and plain.deblur_config.residual is False
     # Once dec1_0 is non-zero the output departs from the input by exactly dec1_0's output.
     rng = np.random.default_rng(1)
     for v in (net.get_layer("dec1_0").kernel, plain.get_layer("dec1_0").kernel):

@@ -1,4 +1,4 @@
-"""Sanity tests of the independent TF1 oracle (tests/tf1_oracle.py) of 3Dfacedeblurring models/model.py.
+"""Sanity tests of the independent TF1 oracle (deblur/testing/tf1_oracle.py) of 3Dfacedeblurring models/model.py.
 
 The oracle is the reference the TF1 checkpoint importer is compared against, so
 these tests pin what it must be: the original variable names and shapes, the
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.tf1_oracle import (
+from deblur.testing.tf1_oracle import (
     _resize_tf1,
     build_oracle_checkpoint,
     oracle_variable_shapes,

@@ -5,17 +5,17 @@ import shutil
 import numpy as np
 import pytest
 
-from facePointDetection.detect import POINT_NAMES, fill_missing, select_track, smooth_points
+from facePointDetection.detect import POINT_NAMES, select_track
 from facePointDetection.pipeline import check_points, detect_dataset
-from preprocess.fileio import InputError, read_points, write_image, write_points
+from common.fileio import InputError, read_points, write_image, write_points
 
-from test_preprocess_io import run_cli
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")
 def vd001_detected(tmp_path_factory):
     """MTCNN (+ dlib 68) on a copy of ../shared/data/vd001/blurry, run once for the module."""
-    from conftest import shared_path
+    from tests.helpers import shared_path
 
     src = shared_path("vd001")
     ds = tmp_path_factory.mktemp("lm") / "dataset"
@@ -99,15 +99,6 @@ def test_track_starts_on_largest_then_follows_it():
     assert select_track(frames) == [1, 0, None, 1, None]
 
 
-def test_fill_missing_interpolates_and_reports():
-    v = np.array([[np.nan], [0.0], [np.nan], [np.nan], [3.0], [np.nan]])
-    assert fill_missing(v)[:, 0].tolist() == [0, 0, 1, 2, 3, 3]
-    with pytest.raises(ValueError):
-        fill_missing(np.full((3, 2), np.nan))
-    s = smooth_points(np.array([0.0, 0, 10, 0, 0]), 1.0)
-    assert s[2] < 10 and np.isclose(s.sum(), 10, atol=0.5)
-
-
 def test_clip_without_any_face_is_an_error(tmp_path, vd001):
     ds = tmp_path / "dataset"
     for k in range(1, 3):
@@ -150,15 +141,6 @@ def test_frame_without_face_is_interpolated_and_reported(vd001_detected, tmp_pat
     assert np.allclose(p2, (p1 + p3) / 2, atol=1e-3)
     assert len((ds / "v" / "bbox.txt").read_text().splitlines()) == 3
     assert not (ds / "v" / ".facepoints_raw").exists()  # cache removed once the clip is done
-
-
-def test_gap_fill_mask_bridges_only_short_runs():
-    from facePointDetection.pipeline import gap_fill_mask
-
-    d = np.array([0, 1, 0, 0, 1, 0, 0, 0, 1, 1, 0], bool)
-    assert gap_fill_mask(d, 2).astype(int).tolist() == [1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1]
-    assert gap_fill_mask(d, 0).tolist() == d.tolist()
-    assert gap_fill_mask(d, -1).all()
 
 
 def test_face_leaving_the_picture_gets_no_landmarks(vd001_detected, tmp_path):

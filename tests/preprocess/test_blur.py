@@ -1,10 +1,12 @@
 """Blur synthesis (preprocess/blur.py) on synthetic moving patterns with known averages."""
 import numpy as np
-import cv2
 import pytest
 
 from preprocess.blur import blur_frames, blur_dataset
-from preprocess.fileio import read_image, read_points, write_image
+from common.fileio import read_image, write_image
+from common.metrics import psnr
+from tests.helpers import face_crop as _face_crop
+from tests.helpers import shift
 
 
 def bar_frames(n=9, width=2, speed=2, size=(8, 40), x0=4, value=255):
@@ -56,24 +58,6 @@ def test_n_avg_must_be_odd(bad):
         blur_frames(bar_frames(), n_avg=bad)
 
 
-def _face_crop(faces5pt, size=160):
-    img = read_image(faces5pt / "000002.jpg")
-    p = read_points(faces5pt / "000002.txt")
-    c, s = p.mean(0), int(np.linalg.norm(p[0] - p[1]) * 3)
-    x0, y0 = int(c[0] - s / 2), int(c[1] - s / 2)
-    return cv2.resize(img[y0:y0 + s, x0:x0 + s], (size, size), interpolation=cv2.INTER_AREA)
-
-
-def shift(im, dx, dy):
-    m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(im, m, (im.shape[1], im.shape[0]), flags=cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_REFLECT)
-
-
-def psnr(a, b):
-    return 10 * np.log10(255.0 ** 2 / np.mean((a.astype(float) - b.astype(float)) ** 2))
-
-
 def test_upsampling_approaches_continuous_motion_blur(faces5pt):
     """A face photo translating 6 px/frame: with K=6 flow sub-frames the 7-frame average is
     much closer to the continuous-motion blur (dense average over every 0.25 px) than the
@@ -103,7 +87,7 @@ def test_blur_dataset_matches_in_memory_and_jobs2(tmp_path):
 
 def test_frame_reader_is_bounded_and_checks_sizes(tmp_path):
     from preprocess.blur import FrameReader
-    from preprocess.fileio import InputError, write_image
+    from common.fileio import InputError, write_image
 
     files = []
     for k in range(6):

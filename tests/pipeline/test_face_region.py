@@ -1,11 +1,11 @@
-"""deblur/face_region.py: clip-constant face window, temporal smoothing, crop/shift, feathered blend."""
+"""pipeline/face_region.py: clip-constant face window, temporal smoothing, crop/shift, feathered blend."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from deblur import face_region as fr
-from preprocess.fileio import InputError, read_points
+from pipeline import face_region as fr
+from common.fileio import InputError, read_points
 
 FIVE = np.array([[40., 50.], [60., 50.], [50., 60.], [42., 70.], [58., 70.]])  # extent 20 x 20
 
@@ -74,7 +74,3 @@ def test_feather_and_blend():
     with pytest.raises(ValueError):
         fr.blend(frame, win, (0, 0, 10, 10))
 
-
-def test_inner_face_box():
-    x0, y0, x1, y1 = fr.inner_face_box(FIVE)
-    assert (x1 - x0) == 32 and (y1 - y0) == 32 and x0 < 40 and x1 > 60 and y0 < 50 and y1 > 70

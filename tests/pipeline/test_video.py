@@ -1,4 +1,4 @@
-"""deblur_video.py / deblur/video.py: H.264 I/O, stage bookkeeping, the whole command with resume.
+"""deblur_video.py / pipeline/video.py: H.264 I/O, stage bookkeeping, the whole command with resume.
 
 The end-to-end test uses a short 720p clip (12 frames: a real 224x224 talking-head clip from
 ../shared/data/face_videos scaled to 360x360 and placed on a 1280x720 canvas, so the face covers
@@ -20,9 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT
-from deblur import video as dv
-from preprocess.fileio import read_image
+from tests.helpers import ROOT
+from common import videoio
+from pipeline import video as dv
+from common.fileio import read_image
 
 CLIP = "Talking-Face_PC-AVS__misc_Audio_Source_00015.mp4"
 N_FRAMES = 12
@@ -34,14 +35,14 @@ def test_write_video_probe_roundtrip(tmp_path):
     frames = [np.full((37, 50, 3), 20 * k, np.uint8) + rng.integers(0, 5, (37, 50, 3), dtype=np.uint8)
               for k in range(6)]
     out = tmp_path / "v.mp4"
-    assert dv.write_video(out, iter(frames), 12.5) == 6
-    info = dv.probe(out)
+    assert videoio.write_video(out, iter(frames), 12.5) == 6
+    info = videoio.probe(out)
     # 37 rows: odd, so 4:4:4 keeps the exact size (no padded black row)
     assert info["frames"] == 6 and info["size"] == (50, 37) and info["fps"] == pytest.approx(12.5)
     assert info["codec"].startswith("h264") and info["pix_fmt"] == "yuv444p"
     assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]  # no temporary left behind
     with pytest.raises(ValueError):
-        dv.write_video(tmp_path / "bad.mp4", [frames[0], frames[0][:10]], 10)
+        videoio.write_video(tmp_path / "bad.mp4", [frames[0], frames[0][:10]], 10)
     assert not (tmp_path / "bad.mp4").exists()
 
 
@@ -88,15 +89,14 @@ def make_720p_clip(face_videos: Path, out: Path, n: int = N_FRAMES) -> np.ndarra
         canvas[180:540, 700:1060] = cv2.resize(small, (360, 360), interpolation=cv2.INTER_CUBIC)
         frames.append(canvas)
     reader.close()
-    dv.write_video(out, frames, FPS)
+    videoio.write_video(out, frames, FPS)
     return np.array([700, 180, 360])
 
 
 def tiny_checkpoint(path: Path) -> Path:
     """Randomly initialised native checkpoint, channels 4 (fast on CPU; output quality irrelevant here)."""
     code = ("import sys; from deblur.network import build_generator; from deblur.checkpoint import save_native;"
-            "cfg=dict(face='both', levels=1, model='color', n_frames=5, channels=4);"
-            "save_native(sys.argv[1], build_generator(**cfg), cfg, 0)")
+            "save_native(sys.argv[1], build_generator('both', 1, 'color', 5, channels=4), 0)")
     subprocess.run([sys.executable, "-c", code, str(path / "deblur-0.npz")], cwd=ROOT, check=True, timeout=300,
                    capture_output=True)
     return path
@@ -143,7 +143,7 @@ def test_deblur_video_end_to_end_and_resume(face_videos, tmp_path):
     assert "frames      decode the video to PNG frames ... skipped" in log
     assert "landmarks" in log and "skipped" in log.split("[2/9]")[1].splitlines()[0]
     assert "[7/9] deblur" in log and "skipped" not in log.split("[7/9]")[1].splitlines()[0]
-    info = dv.probe(out)
+    info = videoio.probe(out)
     assert info["codec"].startswith("h264") and info["frames"] == N_FRAMES
     assert info["size"] == (1280, 720) and info["fps"] == pytest.approx(FPS)
 

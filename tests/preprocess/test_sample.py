@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from tests.helpers import ROOT
 from preprocess import sample as sm
-from preprocess.fileio import read_image
+from common.fileio import read_image
 
 CFG = dict(n_frames=4, size=64, scale=0.4, sub_frames=5)
 

@@ -17,7 +17,7 @@ def test_preprocess_flags():
     assert (a.out, a.datalist, a.align, a.flow, a.n_frames) == ("./training_set", "./dl.txt", "homography", "dis", 9)
     a = ap.parse_args(["all", "--video", "v.mp4"])
     assert (a.dataset, a.out, a.datalist, a.n_avg, a.align, a.flow, a.n_frames) == (
-        "./dataset", "./training_set", "./datalist_train.txt", 7, "flow", "tvl1", 5)
+        "./dataset", "./training_set", "./datalist_train.txt", 7, "flow", "dis", 5)
     with pytest.raises(SystemExit):
         ap.parse_args(["align", "--align", "affine"])
 

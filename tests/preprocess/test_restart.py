@@ -1,8 +1,5 @@
 """Restartability and bad input of the preprocessing steps: re-runs skip finished files, an
 interrupted step leaves no truncated file, bad inputs give one clear error naming the file."""
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,22 +7,16 @@ import pytest
 
 from preprocess.blur import blur_dataset
 from preprocess.align import align_dataset
-from preprocess.fileio import InputError, read_image, write_image
+from common.fileio import InputError, read_image, write_image
 from preprocess.video import extract_frames
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import run_cli
 
 
 def _clip(ds, n=6, sub="sharp"):
     rng = np.random.default_rng(0)
     for k in range(1, n + 1):
         write_image(ds / "clip" / sub / f"{k:05d}.png", rng.integers(0, 255, (10, 12, 3), dtype=np.uint8))
-
-
-def run_cli(module, *args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_rerun_skips_finished_files(tmp_path):

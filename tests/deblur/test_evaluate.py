@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from conftest import ROOT
+from common import metrics
+from common.fileio import read_image, write_image
 from deblur import evaluate as ev
-from preprocess.fileio import read_image, write_image
+from tests.helpers import ROOT
 
 N = 3  # frames of vd001 used (311x271): enough to exercise per-video means, fast
 
@@ -38,25 +39,25 @@ def test_psnr_ssim_match_skimage(vd001):
     for i in (1, 13):
         a = read_image(vd001 / "blurry" / f"{i:05d}.png")
         b = read_image(vd001 / "sharp" / f"{i:05d}.png")
-        assert abs(ev.psnr(a, b) - peak_signal_noise_ratio(b, a, data_range=255)) < 1e-3
+        assert abs(metrics.psnr(a, b) - peak_signal_noise_ratio(b, a, data_range=255)) < 1e-3
         ref = structural_similarity(b, a, channel_axis=2, data_range=255)
-        assert abs(ev.ssim(a, b) - ref) < 1e-4
-        ya, yb = ev.rgb_to_y(a), ev.rgb_to_y(b)
-        assert abs(ev.ssim(ya, yb) - structural_similarity(yb, ya, data_range=255)) < 1e-4
-        assert abs(ev.psnr(ya, yb) - peak_signal_noise_ratio(yb, ya, data_range=255)) < 1e-3
+        assert abs(metrics.ssim(a, b) - ref) < 1e-4
+        ya, yb = metrics.rgb_to_y(a), metrics.rgb_to_y(b)
+        assert abs(metrics.ssim(ya, yb) - structural_similarity(yb, ya, data_range=255)) < 1e-4
+        assert abs(metrics.psnr(ya, yb) - peak_signal_noise_ratio(yb, ya, data_range=255)) < 1e-3
 
 
 def test_y_is_matlab_bt601():
     px = np.array([[[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255]]], np.uint8)
-    y = ev.rgb_to_y(px)[0]
+    y = metrics.rgb_to_y(px)[0]
     # MATLAB rgb2ycbcr (double): black 16, white 235, pure R/G/B 16+65.481, 16+128.553, 16+24.966
     np.testing.assert_allclose(y, [16.0, 235.0, 81.481, 144.553, 40.966], atol=1e-9)
 
 
 def test_identical_images_psnr_inf_ssim_one():
     a = np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)
-    assert math.isinf(ev.psnr(a, a))
-    assert ev.ssim(a, a) == pytest.approx(1.0)
+    assert math.isinf(metrics.psnr(a, a))
+    assert metrics.ssim(a, a) == pytest.approx(1.0)
 
 
 def test_evaluate_report_and_cli(layout):

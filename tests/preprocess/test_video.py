@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocess.fileio import read_image, read_points
-from preprocess.video import crop_square, extract_frames, smooth_track
+from common.fileio import read_image, read_points
+from preprocess.video import crop_square, extract_frames
 
 
 @pytest.mark.parametrize("side,size", [(64, 64), (128, 64), (256, 64)])
@@ -17,14 +17,6 @@ def test_crop_square_geometry(side, size):
     expected = cx - side / 2 + (np.arange(size) + 0.5) / s - 0.5
     assert out.shape == (size, size, 3)
     assert np.abs(out[size // 2, :, 0].astype(float) - expected).max() <= 1.0
-
-
-def test_smooth_track_fills_gaps_and_smooths():
-    tr = np.array([[np.nan] * 3, [10, 20, 30], [np.nan] * 3, [14, 20, 30], [np.nan] * 3], float)
-    filled = smooth_track(tr, 0)
-    assert filled[:, 0].tolist() == [10, 10, 12, 14, 14]
-    jitter = np.c_[100 + 4 * (-1) ** np.arange(40), np.full(40, 50.0), np.full(40, 80.0)]
-    assert np.ptp(smooth_track(jitter, 5)[15:-15, 0]) < 0.5
 
 
 def test_face_crop_follows_a_moving_face(faces5pt, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import scipy.io
 
 from faceReconstruction import bfm as B
-from preprocess.fileio import InputError
+from common.fileio import InputError
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from faceReconstruction import align
-from preprocess.fileio import InputError, read_image, read_points
+from common.fileio import InputError, read_image, read_points
 
 
 @pytest.fixture

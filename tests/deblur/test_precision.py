@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-import deblur_data
+from deblur.testing import datasets as deblur_data
 import run_model
 from deblur import checkpoint as ckpt
 from deblur.network import build_generator

@@ -22,9 +22,9 @@ from PIL import Image
 
 from faceReconstruction import align, pipeline
 from faceReconstruction.bfm import StandinWarning, write_standin_bfm
-from preprocess.fileio import InputError, read_coeff, read_image, read_points
+from common.fileio import InputError, read_coeff, read_image, read_points
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,52 @@
+"""deblur/config.py: the one network configuration, through network, checkpoint and back."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deblur.config import FACE_MODES, NetworkConfig
+
+
+def test_dict_round_trip_and_older_dicts():
+    cfg = NetworkConfig(face="render", levels=2, model="lstm", n_frames=9, channels=8, residual=True)
+    assert NetworkConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    old = {k: v for k, v in cfg.to_dict().items() if k != "residual"}  # written before --residual
+    assert NetworkConfig.from_dict({**old, "seed": 3}).residual is False  # unknown keys ignored
+    with pytest.raises(ValueError, match="lacks face"):
+        NetworkConfig.from_dict({k: v for k, v in old.items() if k != "face"})
+    assert cfg.replace(levels=1).differences(cfg) == ["levels"]
+
+
+@pytest.mark.parametrize("bad", [dict(face="eyes"), dict(model="rgb"), dict(n_frames=4), dict(levels=0),
+                                 dict(channels=0)])
+def test_impossible_settings_are_refused(bad):
+    with pytest.raises(ValueError):
+        NetworkConfig(**bad)
+
+
+def test_face_choices_do_not_import_keras():
+    code = "import sys, deblur.config as c; assert 'keras' not in sys.modules; print(','.join(c.FACE_MODES))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().split(",") == list(FACE_MODES)
+
+
+def test_config_travels_with_network_and_checkpoint(tmp_path):
+    from deblur import checkpoint as ckpt
+    from deblur.network import build_network
+
+    cfg = NetworkConfig(face="both", levels=2, model="color", n_frames=5, channels=4, residual=True)
+    net = build_network(cfg)
+    assert net.deblur_config == cfg
+    path = ckpt.save_native(tmp_path / "deblur-7.npz", net, 7)
+    meta = ckpt.read_meta(path)
+    assert meta["config"] == cfg.to_dict() and ckpt.stored_config(path, meta) == cfg
+    # the stored settings win over other flags (reported), whether given as a config or a dict
+    notes = []
+    loaded, got, step = ckpt.load_generator(tmp_path, cfg.replace(face="none", levels=1), log=notes.append)
+    assert (got, step, loaded.deblur_config) == (cfg, 7, cfg)
+    assert any("face=both" in n for n in notes) and any("levels=2" in n for n in notes)
+    assert ckpt.load_generator(path, {"channels": 32}, verbose=False)[1] == cfg
+    for a, b in zip(ckpt.network_arrays(net).values(), ckpt.network_arrays(loaded).values()):
+        np.testing.assert_array_equal(a, b)
