@@ -63,12 +63,14 @@ from common.errors import InputError
 from common.flags import DEFAULT_FLOW, DEFAULT_GPU
 from common.frames import frame_folder_files, png_frames
 from common.paths import check_output
+from deblur.checkpoint import SHIPPED_CHECKPOINT
 from deblur.config import NetworkConfig
 from facePointDetection.pipeline import MAX_GAP
 from common.fileio import frame_name, read_image, read_points, write_image, write_points, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKPOINT = "checkpoints/both_1_256"
+# The model this project trained and ships (checkpoints/MODEL_CARD.md); --checkpoint for any other.
+DEFAULT_CHECKPOINT = str(SHIPPED_CHECKPOINT)  # one constant: deblur/checkpoint.py
 VIDEO_EXTS = videoio.VIDEO_EXTS
 OUTPUT_EXTS = (".mp4", ".mov", ".m4v", ".mkv")
 

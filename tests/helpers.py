@@ -28,10 +28,17 @@ def shared_path(*parts) -> Path:
     return p
 
 
+def script_env(**extra) -> dict:
+    """Environment for a subprocess running one of this checkout's scripts from any folder
+    (e.g. demo/run_demo.py): the checkout importable as `pip install -e .` makes it, and first,
+    so a second worktree sharing the virtual environment runs its own code."""
+    return dict(os.environ, PYTHONPATH=str(ROOT), **extra)
+
+
 def run_cli(module, *args, cwd):
     """`python -m module args...` in `cwd` (the repository importable through PYTHONPATH, as an
     installed package would be); returns the CompletedProcess with text output."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    env = script_env(TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from deblur.config import FACE_MODES, NetworkConfig
+from tests.helpers import ROOT
 
 
 def test_dict_round_trip_and_older_dicts():
@@ -28,7 +29,8 @@ def test_impossible_settings_are_refused(bad):
 
 def test_face_choices_do_not_import_keras():
     code = "import sys, deblur.config as c; assert 'keras' not in sys.modules; print(','.join(c.FACE_MODES))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT).stdout
     assert out.strip().split(",") == list(FACE_MODES)
 
 
