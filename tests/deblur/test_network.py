@@ -158,9 +158,12 @@ def test_network_module_is_backend_portable():
     tree = ast.parse(Path(deblur.network.__file__).read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
                 for a in n.names}
+    own = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+           and n.module.startswith("deblur")}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree)
-                 if isinstance(n, ast.ImportFrom) and n.module}
+                 if isinstance(n, ast.ImportFrom) and n.module and not n.module.startswith("deblur")}
     assert imported <= {"__future__", "math", "keras", "numpy"}, imported
+    assert own <= {"deblur.config"}, own  # the configuration object: plain Python
 
 
 def test_run_model_help_lists_the_flags(capsys):
