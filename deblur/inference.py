@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from common import metrics
-from common.frames import frame_offsets, list_videos
+from common.frames import frame_offsets, list_frames, list_videos
 from deblur.config import NetworkConfig
 from deblur.network import (coeff_patch, crop_back, image_channels, pad_to_valid, uses_coeff,
                             uses_render)
@@ -117,11 +117,8 @@ class Deblurrer:
 
 
 def frame_names(video: Path) -> list[str]:
-    # hidden files are the temporary files of killed writes, not frames
-    names = sorted(p.name for p in (video / "blur_0").glob("*.png") if not p.name.startswith("."))
-    if not names:
-        raise InputError(f"{video / 'blur_0'}: no PNG frames")
-    return names
+    """Names of a testing-set clip's frames (those of its blur_0/ folder)."""
+    return [p.name for p in list_frames(video / "blur_0", "frames")]
 
 
 def read_inputs(video: Path, name: str, config: NetworkConfig):
