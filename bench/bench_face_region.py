@@ -37,6 +37,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.cli import run_cli
+from common.errors import InputError
 from common.fileio import read_image, read_points, write_image
 from common.metrics import inner_face_box, psnr, ssim
 from common.videoio import probe, write_video
@@ -119,6 +121,11 @@ def score_face_box(frames_dir: Path, sharp_dir: Path, face_dir: Path, n: int) ->
 
 
 def main(argv=None) -> int:
+    """Exit statuses as every command (common/cli.py): 0 done, 2 bad input, 1 internal failure."""
+    return run_cli(_main, argv, prog="bench/bench_face_region.py")
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data" / "face_videos"))
     ap.add_argument("--clip", default=DEFAULT_CLIP, help=f"face_videos clip (default {DEFAULT_CLIP})")
@@ -136,8 +143,7 @@ def main(argv=None) -> int:
 
     src = Path(a.shared) / a.clip
     if not src.is_file():
-        print(f"error: {src} not found (needs ../shared/data/face_videos)", file=sys.stderr)
-        return 2
+        raise InputError(f"{src}: not found (needs ../shared/data/face_videos)")
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     fps_src = probe(src)["fps"]
