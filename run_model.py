@@ -1,10 +1,12 @@
 """Train or test the face-video deblurring network (the original `run_model.py`).
 
     python run_model.py --phase train --datalist datalist_train.txt --face both --levels 1
-    python run_model.py --phase test  --input_path ./testing_set --output_path ./testing_res \
-                        --checkpoint checkpoints/both_1_256
+    python run_model.py --phase test  --input_path ./testing_set --output_path ./testing_res
+                        [--checkpoint checkpoints/both_1_256]   (default: the shipped model,
+                        checkpoints/facedeblur.npz, unless checkpoints/<face>_<levels>_<patch>/ exists)
     python run_model.py --phase import --checkpoint checkpoints/both_1_256 \
                         --output_path checkpoints/both_1_256_native
+    python run_model.py --phase export --checkpoint RUN_DIR/best.npz --output_path model.npz
 
 The logic lives in deblur/ (network.py, data.py, train.py, inference.py, checkpoint.py).
 """
@@ -13,13 +15,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--phase", choices=("train", "test", "import"), default="test",
-                   help="train a model, deblur a testing set, or import a TF1 checkpoint")
+    p.add_argument("--phase", choices=("train", "test", "import", "export"), default="test",
+                   help="train a model, deblur a testing set, import a TF1 checkpoint, or export "
+                        "a checkpoint's weights for shipping (float16, no optimizer state)")
     g = p.add_argument_group("network (must match the checkpoint)")
     g.add_argument("--face", choices=("both", "render", "coeff", "none"), default="both",
                    help="3D face priors: render + identity coefficients, one of them, or none")
@@ -78,10 +82,12 @@ def parse_args(argv=None):
     g.add_argument("--input_path", default="./testing_set",
                    help="<video>/blur_-2..blur_2, face/, render/ folders")
     g.add_argument("--output_path", default="./testing_res",
-                   help="test: output folder; import: native checkpoint file or folder")
+                   help="test: output folder; import: native checkpoint file or folder; "
+                        "export: the .npz to write")
     g.add_argument("--checkpoint", default=None,
                    help="native deblur-N.npz, a folder of them, or a TF1 checkpoint folder/prefix; "
-                        "default checkpoints/<face>_<levels>_<patch>")
+                        "default checkpoints/<face>_<levels>_<patch> when it exists, else the "
+                        "shipped model checkpoints/facedeblur.npz")
     g.add_argument("--gt_path", default=None,
                    help="sharp frames (<video>/NNNNN.png or <video>/sharp/) for PSNR/SSIM")
     g.add_argument("--skip_existing", action="store_true", help="test: keep finished outputs")
@@ -111,7 +117,8 @@ def _main(argv=None) -> int:
     os.environ["CUDA_VISIBLE_DEVICES"] = "" if str(args.gpu) == "-1" else str(args.gpu)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from deblur.checkpoint import CheckpointMismatch, import_tf1, load_generator, resolve
+    from deblur.checkpoint import (SHIPPED_CHECKPOINT, CheckpointMismatch, export_weights,
+                                   import_tf1, load_generator, resolve)
     from deblur.train import TrainingDiverged, default_train_dir, train
     from preprocess.fileio import InputError
 
@@ -123,12 +130,25 @@ def _main(argv=None) -> int:
                 raise InputError("--phase import needs --checkpoint (the TF1 checkpoint)")
             out = import_tf1(args.checkpoint, args.output_path, levels=args.levels)
             print(f"Imported {args.checkpoint} -> {out}")
+        elif args.phase == "export":
+            if not args.checkpoint or not args.output_path.endswith(".npz"):
+                raise InputError("--phase export needs --checkpoint SRC and --output_path FILE.npz")
+            out = export_weights(resolve(args.checkpoint)[1], args.output_path)
+            print(f"Exported the weights of {args.checkpoint} -> {out} (float16)")
         else:
             from deblur.inference import Deblurrer, run_test
             from deblur.precision import set_precision
 
             set_precision(args.precision)
-            path = args.checkpoint or default_train_dir(args.face, args.levels, args.patch_size)
+            path = args.checkpoint
+            if path is None:
+                # The original's location (e.g. the authors' both_1_256) when it is there,
+                # otherwise the model this project ships.
+                own = Path(default_train_dir(args.face, args.levels, args.patch_size))
+                path = own if own.exists() else SHIPPED_CHECKPOINT
+                if path == SHIPPED_CHECKPOINT:
+                    print(f"No --checkpoint and no {own}/: using the shipped model {path} "
+                          f"(checkpoints/MODEL_CARD.md)")
             config = dict(face=args.face, levels=args.levels, model=args.model,
                           n_frames=args.n_frames, channels=args.channels,
                           residual=args.residual)

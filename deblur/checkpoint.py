@@ -33,6 +33,10 @@ import numpy as np
 from deblur.network import build_generator, tf1_names
 from preprocess.fileio import InputError, atomic_path
 
+# The deblurring model this project trained and ships (checkpoints/MODEL_CARD.md): the default of
+# run_model.py --phase test (when the original's checkpoints/<face>_<levels>_<patch>/ is absent),
+# deblur_video.py and make demo.
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "facedeblur.npz"
 NATIVE_RE = re.compile(r"^deblur-(\d+)\.npz$")
 # Variables of a TF1 training checkpoint that are not generator weights.
 _TF1_IGNORED = re.compile(r"(/Adam(_\d+)?$|^beta[12]_power|^global_step|^Variable(_\d+)?$)")
@@ -342,6 +346,26 @@ def load_generator(path, config: dict | None = None, verbose: bool = True, log=p
     net = build_generator(**{k: config[k] for k in NETWORK_KEYS if k in config})
     assign_by_name(net, weights, str(p))
     return net, config, step
+
+
+def export_weights(src, dst, dtype: str = "float16", extra: dict | None = None) -> Path:
+    """Weights-only copy of a checkpoint for shipping: no optimizer state, arrays cast to `dtype`
+    (float16 halves the size; loading casts back to the network's float32 variables, a change
+    of at most 2**-11 relative per weight). The meta keeps the configuration, the step and
+    `exported_from`; `extra` adds entries (e.g. the validation figures). Written atomically."""
+    net, config, step = load_generator(src, {}, verbose=False)
+    cfg = {k: config[k] for k in NETWORK_KEYS}
+    meta = {"format": "facedeblur-native-1", "config": cfg, "step": int(step),
+            "exported_from": Path(src).name, "dtype": dtype, **(extra or {})}
+    payload = {f"weights/{k}": v.astype(dtype) for k, v in network_arrays(net).items()}
+    payload["meta"] = np.array(json.dumps(meta))
+    bad = nonfinite_arrays(payload)
+    if bad:
+        raise CheckpointNotFinite(f"{src}: {', '.join(bad[:4])} do not fit {dtype} (overflow)")
+    with atomic_path(dst, suffix=".npz", durable=True) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **payload)
+    return Path(dst)
 
 
 def import_tf1(src, dst, levels: int = 1) -> Path:

@@ -66,7 +66,8 @@ from facePointDetection.pipeline import MAX_GAP
 from preprocess.fileio import frame_name, read_image, read_points, write_image, write_points, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKPOINT = "checkpoints/both_1_256"
+# The model this project trained and ships (checkpoints/MODEL_CARD.md); --checkpoint for any other.
+DEFAULT_CHECKPOINT = str(ROOT / "checkpoints" / "facedeblur.npz")
 VIDEO_EXTS = videoio.VIDEO_EXTS
 OUTPUT_EXTS = (".mp4", ".mov", ".m4v", ".mkv")
 

@@ -3,21 +3,23 @@
 Not in the original repository (rwenqi/3Dfacedeblurring). Steps, all on CPU, nothing downloaded:
  1. sample clip: scikit-image's astronaut photo filmed by a shaking virtual camera with true
     motion blur (preprocess/sample.py), sharp + blurry frames -> demo_work/dataset/astronaut/;
- 2. model: the checkpoint at the documented default path (checkpoints/both_1_256/, native or the
-    authors' TF1 one) when present; otherwise a SHORT, time-boxed model is trained first on clips
-    made from the same photo with OTHER shake trajectories (demo_work/train/), through the same
-    stage tools as for real data (landmarks, 3D fit, render, alignment, run_model.py --phase
-    train). That model shows the pipeline working; it is not the paper's model;
+ 2. model: the model this project trained and ships (checkpoints/facedeblur.npz, described in
+    checkpoints/MODEL_CARD.md), or --checkpoint PATH (a native or the authors' TF1 checkpoint).
+    With --retrain, a SHORT, time-boxed model is trained instead on clips made from the same
+    photo with OTHER shake trajectories (demo_work/train/), through the same stage tools as for
+    real data (landmarks, 3D fit, render, alignment, run_model.py --phase train); it shows the
+    training path working, it is neither the shipped nor the paper's model;
  3. deblur_video.py on the blurry frames (face window, 3D prior, alignment, network, H.264);
  4. evaluate.py: blurry-vs-sharp and result-vs-sharp PSNR/SSIM (RGB, Y) and dlib identity
     distance, with side-by-side strips (blurry | 3D prior | result | sharp) as PNG and MP4.
 
-    python demo/run_demo.py [--train_seconds 420] [--checkpoint PATH] [--retrain] [--work demo_work]
+    python demo/run_demo.py [--checkpoint PATH] [--retrain [--train_seconds 420]] [--work demo_work]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -95,8 +97,9 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                     help=f"use this trained model when it exists (default {DEFAULT_CHECKPOINT})")
     ap.add_argument("--train_seconds", type=int, default=420,
-                    help="time box of the demo training when no checkpoint exists (default 420)")
-    ap.add_argument("--retrain", action="store_true", help="train the demo model again even if one exists")
+                    help="time box of the --retrain demo training (default 420)")
+    ap.add_argument("--retrain", action="store_true",
+                    help="train a short demo model (--train_seconds) instead of using the shipped one")
     ap.add_argument("--frames", type=int, default=24, help="frames per sample clip (default 24)")
     ap.add_argument("--size", type=int, default=192, help="sample frame size in pixels (default 192)")
     ap.add_argument("--channels", type=int, default=8, help="demo model base width (default 8)")
@@ -126,24 +129,29 @@ def main(argv=None) -> int:
         ckpt = Path(args.checkpoint)
         kind = has_checkpoint(ckpt)
         trained_here = False
-        if kind:
-            print(f"  using the {kind} checkpoint at {ckpt}")
-        else:
+        if args.retrain:
             demo_ckpt = work / "train" / "checkpoint"
-            if (work / "train" / ".trained").is_file() and not args.retrain and has_checkpoint(demo_ckpt):
-                print(f"  no checkpoint at {ckpt}/: re-using the demo model trained by an earlier run "
-                      f"({demo_ckpt}; --retrain to train again)")
-            else:
-                print(f"  NO CHECKPOINT at {ckpt}/ - training a SHORT DEMO MODEL first ({args.train_seconds} s on this "
-                      "CPU) on the same photo with other shake trajectories.\n  This is NOT the authors' model; "
-                      "expect a modest gain, not the paper's numbers.", flush=True)
-                demo_ckpt = train_demo_model(work, args.train_seconds, args, env)
-            ckpt, trained_here = demo_ckpt, True
+            print(f"  --retrain: training a SHORT DEMO MODEL ({args.train_seconds} s on this CPU) on the same "
+                  "photo with other shake trajectories.\n  This is neither the shipped model nor the authors'; "
+                  "expect a modest gain.", flush=True)
+            shutil.rmtree(demo_ckpt, ignore_errors=True)  # a fresh model, not a resumed one
+            ckpt, trained_here = train_demo_model(work, args.train_seconds, args, env), True
+        elif kind:
+            shipped = ckpt.resolve() == Path(DEFAULT_CHECKPOINT).resolve()
+            print(f"  using the {kind} checkpoint at {ckpt}"
+                  + (" (the model this project trained and ships: checkpoints/MODEL_CARD.md)" if shipped else ""))
+        else:
+            raise InputError(f"{ckpt}: no deblurring checkpoint there (the shipped model is "
+                             f"{DEFAULT_CHECKPOINT}; restore it with `git checkout -- checkpoints/`, pass "
+                             "--checkpoint PATH, or --retrain to train a short demo model)")
 
         banner("3/4  deblur_video.py on the blurry clip")
         out_mp4 = work / "astronaut_deblurred.mp4"
         result = work / "result" / TEST_CLIP
-        cmd = [py, "deblur_video.py", str(clip / "blurry"), str(out_mp4), "--checkpoint", str(ckpt),
+        shipped = not trained_here and Path(ckpt).resolve() == Path(DEFAULT_CHECKPOINT).resolve()
+        # The shipped model is deblur_video.py's default: no flag, as a user would run it.
+        cmd = [py, "deblur_video.py", str(clip / "blurry"), str(out_mp4),
+               *([] if shipped else ["--checkpoint", str(ckpt)]),
                "--work_dir", str(work / "video_work"), "--frames_out", str(result), "--fps", "10"]
         print("  $ " + " ".join(c if " " not in c else repr(c) for c in cmd[1:]), flush=True)
         rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
@@ -168,8 +176,9 @@ def main(argv=None) -> int:
         return 2 if isinstance(e, InputError) else 1
 
     banner("done")
-    which = (f"SHORT DEMO MODEL trained here ({args.train_seconds} s budget; NOT the authors' model)"
-             if trained_here else f"checkpoint {ckpt}")
+    which = (f"SHORT DEMO MODEL trained here ({args.train_seconds} s budget; NOT the shipped or the authors' model)"
+             if trained_here else f"the shipped model {ckpt} (this project's; checkpoints/MODEL_CARD.md)"
+             if shipped else f"checkpoint {ckpt}")
     print(f"  model:            {which}")
     print(f"  3D prior:         {label} (which model: README, 3D face prior without the BFM)")
     print(f"  deblurred video:  {out_mp4}")
