@@ -374,18 +374,30 @@ def _segment_task(task) -> dict:
     return dict(segment=seg, written=len(names))
 
 
-def write_lists(out: Path, segments: dict, n_frames: int) -> dict:
-    """`datalist_train.txt` / `datalist_val.txt`: every frame of every finished segment."""
+def write_lists(out: Path, segments: dict, n_frames: int, priors: bool = False) -> dict:
+    """`datalist_train.txt` / `datalist_val.txt`: every frame of every finished segment.
+
+    With `priors`, only frames that also have their coefficients and render (a frame where the
+    detector found no face has neither) are listed, so `--face both` trains on the list as it
+    is; the rows left out are counted as `<part>_without_prior`."""
     offsets = frame_offsets(n_frames)
     counts = {}
     for part, segs in segments.items():
-        lines = []
+        lines, dropped = [], 0
         for seg in segs:
+            tset = out / "training_set" / seg
             for p in list_frames(out / "dataset" / seg / "blurry", "blurry frames"):
-                if all((out / "training_set" / seg / f"blur_{o}" / p.name).exists() for o in offsets):
-                    lines.append(datalist_line(seg, p.name, offsets))
+                if not all((tset / f"blur_{o}" / p.name).exists() for o in offsets):
+                    continue
+                if priors and not ((tset / "face" / (p.stem + ".txt")).exists()
+                                   and (tset / "render" / p.name).exists()):
+                    dropped += 1
+                    continue
+                lines.append(datalist_line(seg, p.name, offsets))
         write_text(out / f"datalist_{part}.txt", "".join(line + "\n" for line in lines))
         counts[part] = len(lines)
+        if priors:
+            counts[f"{part}_without_prior"] = dropped
     return counts
 
 
@@ -450,6 +462,6 @@ def run_recipe(videos, out, cfg: RecipeConfig, jobs: int = 1, priors: bool = Fal
                    align=align)
     if priors:
         summary["priors"] = make_priors(out, all_segs, jobs, bfm)
-    summary["datalists"] = write_lists(out, segments, cfg.n_frames)
+    summary["datalists"] = write_lists(out, segments, cfg.n_frames, priors)
     write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary

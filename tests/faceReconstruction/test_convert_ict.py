@@ -269,7 +269,9 @@ def test_albedo_recovers_a_known_albedo_from_the_sharpest_frames(ict):
     truth, obs, crops, gammas, n = _scene(ict, 6, rng, blur=(1, 4))
     sharp = [A.sharpness(c, o["uv"][o["idx"]]) for c, o in zip(crops, obs)]
     assert sharp[1] < min(sharp[k] for k in (0, 2, 3, 5)) and sharp[4] < min(sharp[k] for k in (0, 2, 3, 5))
-    alb, gamma, used = A.estimate_albedo(ict, obs, sharp=sharp)
+    # The least-squares estimate itself (clean=False); the mesh clean-up is tested below and
+    # must not move a smooth albedo's fit much (last lines).
+    alb, gamma, used = A.estimate_albedo(ict, obs, sharp=sharp, clean=False)
     assert used.sum() == 3 and not used[1] and not used[4]  # the sharpest third (>= 3), never the blurred
     frontal = np.zeros(n, bool)  # seen at less than ~50 degrees from the view ray
     for t in np.nonzero(used)[0]:
@@ -287,6 +289,13 @@ def test_albedo_recovers_a_known_albedo_from_the_sharpest_frames(ict):
         pred = alb[o["idx"]] * (o["sh"] @ g.T)
         assert np.median(np.abs(pred - o["colors"]) / o["colors"]) < 0.02
     assert abs(gamma[:, 0].mean()) < 1e-6  # mean ambient term: the original's default
+    cleaned, gamma_c, _ = A.estimate_albedo(ict, obs, sharp=sharp)
+    # This synthetic albedo's pattern is unlike the mean skin's, so a few of its extremes count
+    # as outliers; they are filled from their neighbours and the albedo hardly changes.
+    assert A.occluded_vertices(ict, alb, frontal, A.vertex_adjacency(ict.tri, n)).mean() < 0.15
+    ratio = cleaned[frontal] / alb[frontal]  # up to the albedo/light scale (lights re-fitted)
+    assert np.median(np.abs(ratio / np.median(ratio) - 1)) < 0.01
+    assert abs(gamma_c[:, 0].mean()) < 1e-6
 
 
 def test_albedo_single_image_is_the_mean_skin_albedo(ict):
@@ -312,6 +321,84 @@ def test_albedo_drops_an_occluder(ict):
     idx = o["idx"][patch]
     assert len(idx) > 30
     assert np.median(np.abs(dirty[idx] - clean[idx]) / clean[idx]) < 0.05
+
+
+def _cheek(model):
+    """Skin vertices of the left cheek (image right), well away from the features."""
+    xy = model.meanshape[:, :2]
+    kp = xy[model.keypoints]
+    iod = np.linalg.norm(kp[45] - kp[36])
+    centre = np.array([kp[45, 0], 0.5 * (kp[33, 1] + kp[51, 1])])  # below the outer eye corner
+    return (np.linalg.norm(xy - centre, axis=1) < 0.25 * iod) & ~A.feature_vertices(model)
+
+
+def test_albedo_fills_an_occluder_present_in_every_frame(ict):
+    """A dark occluder (microphone, shadow) on the cheek in every frame: outlier rejection per
+    sample does not see it (the albedo just turns dark), the mesh clean-up does: the patch takes the skin
+    of the clip around it. Without the clean-up it stays dark (the test would notice)."""
+    rng = np.random.default_rng(5)
+    truth, obs, crops, _, n = _scene(ict, 5, rng)
+    patch = _cheek(ict)
+    assert patch.sum() > 50
+    occluded = []
+    for o in obs:
+        o = dict(o)
+        o["colors"] = np.where(patch[o["idx"], None], 0.45 * o["colors"], o["colors"])
+        occluded.append(o)
+    clean, _, _ = A.estimate_albedo(ict, obs)
+    filled, _, _ = A.estimate_albedo(ict, occluded)
+    raw, _, _ = A.estimate_albedo(ict, occluded, clean=False)
+    seen = np.zeros(n, bool)
+    for o in obs:
+        seen[o["idx"]] = True
+    idx = np.nonzero(patch & seen)[0]
+    assert len(idx) > 20
+    assert np.median(np.abs(filled[idx] - clean[idx]) / clean[idx]) < 0.08
+    assert np.median(raw[idx] / clean[idx]) < 0.75
+    # Elsewhere the occluder changes little.
+    rest = seen & ~patch & ~A.occluded_vertices(ict, raw, seen, A.vertex_adjacency(ict.tri, n))
+    ratio = filled[rest] / clean[rest]  # up to the albedo/light scale
+    assert np.median(np.abs(ratio / np.median(ratio) - 1)) < 0.02
+
+
+def test_albedo_keeps_dark_eyes(ict):
+    """Features depart from skin legitimately: eyes four times darker than the skin stay in the
+    albedo (the same darkening on the cheek is filled, test above)."""
+    rng = np.random.default_rng(6)
+    truth, obs, crops, _, n = _scene(ict, 4, rng)
+    xy = ict.meanshape[:, :2]
+    kp = xy[ict.keypoints]
+    eyes = np.zeros(n, bool)
+    for g in (range(36, 42), range(42, 48)):
+        eyes |= np.linalg.norm(xy - kp[list(g)].mean(0), axis=1) < 0.05
+    assert eyes.sum() > 10 and A.feature_vertices(ict)[eyes].all()
+    for o in obs:
+        o["colors"] = o["colors"] * np.where(eyes[o["idx"], None], 0.25, 1.0)
+    alb, _, _ = A.estimate_albedo(ict, obs)
+    raw, _, _ = A.estimate_albedo(ict, obs, clean=False)
+    inner_eyes = eyes & ((A.vertex_adjacency(ict.tri, n) @ (~eyes).astype(float)) == 0)
+    assert np.median(raw[inner_eyes].mean(1) / raw[~eyes].mean(1).mean()) < 0.4
+    assert np.median(alb[inner_eyes].mean(1) / raw[inner_eyes].mean(1)) > 0.85
+
+
+def test_mesh_fill_and_smoothing():
+    """On a planar grid the membrane fill of a linear function is the function itself; the
+    umbrella smoothing keeps constants and damps vertex noise."""
+    k = 12
+    gx, gy = np.meshgrid(np.arange(k), np.arange(k))
+    vid = (gy * k + gx)
+    a, b, c, d = vid[:-1, :-1].ravel(), vid[:-1, 1:].ravel(), vid[1:, :-1].ravel(), vid[1:, 1:].ravel()
+    tri = np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
+    adj = A.vertex_adjacency(tri, k * k)
+    assert adj.nnz == 2 * (2 * k * (k - 1) + (k - 1) ** 2)  # grid edges + one diagonal per square, both ways
+    f = np.stack([2.0 * gx.ravel() + 3.0 * gy.ravel() + 1.0, 5.0 - gx.ravel()], 1)
+    known = np.ones(k * k, bool)
+    known[(gx.ravel() > 2) & (gx.ravel() < 9) & (gy.ravel() > 3) & (gy.ravel() < 8)] = False
+    filled = A.fill_on_mesh(f, known, adj, iterations=2000)
+    np.testing.assert_allclose(filled, f, atol=1e-6)
+    np.testing.assert_allclose(A.smooth_on_mesh(np.full((k * k, 3), 7.0), adj, 5), 7.0)
+    noise = np.random.default_rng(0).normal(size=(k * k, 1))
+    assert A.smooth_on_mesh(noise, adj, 2).std() < 0.6 * noise.std()
 
 
 def test_render_uses_the_clip_albedo(tmp_path, vd001, ict):
@@ -405,10 +492,10 @@ def test_vd001_figures_against_the_original_bfm_renders(tmp_path, vd001, bfm_ind
     assert r["frames"] == 25
     assert r["iou"] >= 0.85 and r["min_iou"] >= 0.8
     assert r["nme"] <= 0.05
-    # Issue 9 asks SSIM >= 0.75 and PSNR >= 24 dB; the blurry crop itself scores 0.747 and
-    # 21.4 dB against these renders (docs/ict.md). Guard the measured level (0.686, 22.2 dB), well
-    # above the stand-in's 0.570 / 20.1 dB.
-    assert r["ssim"] >= 0.66 and r["psnr"] >= 21.5
+    # Issue 9 asks SSIM >= 0.75 and PSNR >= 24 dB; the sharp ground-truth crop itself scores
+    # 0.713 and 21.0 dB against these renders (docs/ict.md). Guard the measured level (0.702,
+    # 23.9 dB; 0.687 / 22.4 dB without the albedo clean-up), well above the stand-in's 0.570 / 20.1 dB.
+    assert r["ssim"] >= 0.695 and r["psnr"] >= 23.4
 
 
 # ------------------------------------------------------------------------------ runtime paths

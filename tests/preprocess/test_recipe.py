@@ -135,3 +135,29 @@ def test_recipe_end_to_end_on_real_clips(face_videos, tmp_path):
     again = run_recipe(src, out, cfg, jobs=1)
     assert again["align"]["written"] == 0
     assert (out / "datalist_train.txt").read_bytes() == before
+
+
+def test_datalists_with_priors_leave_out_frames_without_a_face(tmp_path):
+    """A frame where the detector found no face has no coefficients or render: with priors the
+    datalist leaves it out (and counts it), so --face both trains on the list as written."""
+    from preprocess.recipe import write_lists
+
+    seg = "clip__s00"
+    for k in (1, 2, 3):
+        name = f"{k:05d}.png"
+        (tmp_path / "dataset" / seg / "blurry").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "dataset" / seg / "blurry" / name).write_bytes(b"x")
+        for o in (-2, -1, 0, 1, 2):
+            d = tmp_path / "training_set" / seg / f"blur_{o}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / name).write_bytes(b"x")
+        if k != 2:  # frame 2: no face found
+            for sub, fname in (("face", f"{k:05d}.txt"), ("render", name)):
+                (tmp_path / "training_set" / seg / sub).mkdir(exist_ok=True)
+                (tmp_path / "training_set" / seg / sub / fname).write_bytes(b"x")
+    assert write_lists(tmp_path, {"train": [seg]}, 5) == {"train": 3}
+    counts = write_lists(tmp_path, {"train": [seg]}, 5, priors=True)
+    assert counts == {"train": 2, "train_without_prior": 1}
+    rows = (tmp_path / "datalist_train.txt").read_text().split("\n")
+    assert [r.split()[0] for r in rows if r] == [f"{seg}/sharp/00001.png", f"{seg}/sharp/00003.png"]
+    assert all(len(r.split()) == 8 for r in rows if r)
