@@ -149,7 +149,7 @@ def _main(argv=None) -> int:
                 print(f"No --checkpoint and no {own}/: using the shipped model {path} "
                       f"(checkpoints/MODEL_CARD.md)")
         net, config, step = load_generator(path, NetworkConfig.from_args(args))
-        print(f"Loaded {path} (step {step}): {config}")
+        print(f"Loaded {path} (step {step}): {config.to_dict()}")
         run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,
                            jit_compile=args.xla, source=str(resolve(path)[1])),
                  args.input_path, args.output_path, args.gt_path, args.skip_existing)
