@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common.cli import EXIT_INTERNAL, run_cli
 from common.errors import InputError
-from pipeline.video import DEFAULT_CHECKPOINT, StageError, model_lines, prior_label, run_tool
+from pipeline.video import DEFAULT_CHECKPOINT, StageError, checkpoint_config, model_lines, prior_label, run_tool
 from preprocess.sample import SampleConfig, make_sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,7 +185,11 @@ def _main(argv=None) -> int:
              if trained_here else f"the shipped model {ckpt} (this project's; checkpoints/MODEL_CARD.md)"
              if shipped else f"checkpoint {ckpt}")
     print(f"  model:            {which}")
-    print(f"  3D prior:         {label} (which model: docs/ict.md)")
+    stored = checkpoint_config(ckpt)
+    if stored is not None and stored.face == "none":
+        print("  3D prior:         none (the model uses no 3D prior: --face none)")
+    else:
+        print(f"  3D prior:         {label} (which model: docs/ict.md)")
     print(f"  deblurred video:  {out_mp4}")
     print(f"  comparison PNG:   {cmp_dir / TEST_CLIP / f'{max(1, args.frames // 2):05d}.png'} (one strip per frame in {cmp_dir / TEST_CLIP})")
     print(f"  comparison MP4:   {cmp_dir / (TEST_CLIP + '.mp4')}")
