@@ -59,7 +59,7 @@ def test_export_keeps_the_outputs_within_float16(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def vd001_run(tmp_path_factory, vd001):
+def vd001_run(tmp_path_factory):
     """vd001 as a user would run it: neighbours aligned by `preprocess align`, then
     `run_model.py --phase test` with no --checkpoint. Returns (status, stdout, metrics, blurry)."""
     import contextlib
@@ -69,6 +69,9 @@ def vd001_run(tmp_path_factory, vd001):
     from common import metrics
     from common.fileio import read_image
 
+    from tests.helpers import shared_path
+
+    vd001 = shared_path("vd001")  # skips both tests without ../shared
     tmp = tmp_path_factory.mktemp("vd001")
     for sub in ("blurry", "sharp", "face"):
         shutil.copytree(vd001 / sub, tmp / "dataset" / "vd001" / sub)
