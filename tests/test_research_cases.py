@@ -501,7 +501,9 @@ def test_validation_from_a_datalist_logs_csv_and_keeps_the_best(tmp_path, traine
     from deblur.inference import Validator
     from deblur.train import train
 
-    config = dict(face="both", levels=1, model="color", n_frames=5, channels=8)
+    from deblur.config import NetworkConfig
+
+    config = NetworkConfig(face="both", levels=1, model="color", n_frames=5, channels=8)
     by_list = Validator.from_datalist(root / "datalist_train.txt", root / "dataset",
                                       root / "training_set", config)
     by_dirs = Validator(root / "training_set", root / "dataset", config)
