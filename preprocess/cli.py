@@ -110,6 +110,19 @@ def _recipe_args(p):
                    help="RMS camera-shake speed range, px/frame (log-uniform)")
     p.add_argument("--exposure", type=float, nargs=2, default=d.exposure_range, metavar=("LO", "HI"),
                    help="exposure range, frame intervals (log-uniform)")
+    p.add_argument("--still_share", type=float, default=d.still_share,
+                   help="share of segments with a still camera and a long exposure (the paper's blur)")
+    p.add_argument("--still_exposure", type=float, nargs=2, default=d.still_exposure_range,
+                   metavar=("LO", "HI"), help="their exposure range, frame intervals (log-uniform)")
+    p.add_argument("--degrade_share", type=float, default=d.degrade_share,
+                   help="share of segments with sensor noise + JPEG on the blurry frames (0 = clean)")
+    p.add_argument("--noise", type=float, nargs=2, default=d.noise_range, metavar=("LO", "HI"),
+                   help="noise sigma range, 8-bit levels (log-uniform)")
+    p.add_argument("--jpeg", type=int, nargs=2, default=d.jpeg_range, metavar=("LO", "HI"),
+                   help="JPEG quality range (uniform)")
+    p.add_argument("--no_fit_frame", dest="fit_frame", action="store_false",
+                   help="crop a fixed size around the face even beyond the frame (border repeated, "
+                        "small faces upsampled; the recipe before 2026-11-30)")
     p.add_argument("--n_frames", type=int, default=d.n_frames, choices=(5, 9))
     p.add_argument("--priors", action="store_true",
                    help="also make the 3D priors (landmarks, coefficients, renders) with the shipped model")
@@ -163,7 +176,10 @@ def _main(argv=None) -> int:
                            segment_len=a.segment_len, segments=a.segments,
                            val_segments=a.val_segments, n_val=a.n_val, val_clips=a.val_clips,
                            speed_range=tuple(a.speed), exposure_range=tuple(a.exposure),
-                           n_frames=a.n_frames, seed=a.seed)
+                           n_frames=a.n_frames, seed=a.seed, fit_frame=a.fit_frame,
+                           degrade_share=a.degrade_share, still_share=a.still_share,
+                           still_exposure_range=tuple(a.still_exposure), noise_range=tuple(a.noise),
+                           jpeg_range=tuple(a.jpeg))
         print("recipe:", json.dumps(run_recipe(a.videos, a.out, cfg, a.jobs, a.priors)))
         return 0
     names = None

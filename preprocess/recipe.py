@@ -15,7 +15,11 @@ own motion and integrates it over a per-segment exposure:
    `size + 2 * margin` pixels (the `preprocess frames --face_crop` code, crop side
    `crop_scale * (size + 2 margin) / size` face boxes, so the face fills the final `size` crop as
    `--face_crop size --crop_scale crop_scale` would). The margin keeps the shaken view inside
-   real pixels.
+   real pixels. With `fit_frame` (default) a crop never leaves the frame and is never upsampled
+   (`preprocess.video.fit_box`): in a small frame (41 of the 69 shared clips are 224-256 px)
+   the crop is the frame's smaller side at its own resolution, so the clip's segments are
+   smaller than `size`, and a face that fills the frame fills the crop. Without it, those crops
+   were 30-50% replicated border and every sharp target an upsampled (too smooth) image.
 3. **segments** (`<out>/dataset/<clip>__sNN/{sharp,blurry}/`): up to `segments` runs of
    `segment_len` frames, evenly spread over the clip, each with its own random camera shake
    and exposure (`recipe.json` beside them records every parameter):
@@ -30,7 +34,17 @@ own motion and integrates it over a per-segment exposure:
      DIS flows, linear-motion intermediate flows as in Super SloMo, see blur.py) seen through
      the shaken camera at exactly tau; averaged in linear
      light (gamma 2.2) and re-encoded to sRGB;
-   - sharp frame t = the source frame t through the camera at time t (mid-exposure).
+   - sharp frame t = the source frame t through the camera at time t (mid-exposure);
+   - still camera (`still_share` of the segments): no shake and a long exposure (log-uniform
+     in `still_exposure_range` frame intervals), so only what moves in the clip blurs: the
+     paper's own recipe (consecutive frames averaged, here flow-interpolated). In such clips
+     (the authors' vd001 among them) the background, a microphone or a still shoulder stay
+     sharp; a network that only ever saw whole-frame shake over-sharpens those edges;
+   - sensor noise and compression (`degrade_share` of the segments, blurry frames only): white
+     Gaussian noise of sigma log-uniform in `noise_range` (8-bit levels), then JPEG at a
+     quality uniform in `jpeg_range`, as a phone camera's encoder leaves them. Real clips are
+     never noise- and artefact-free; a network trained only on clean inputs sharpens their
+     noise.
 4. **neighbour alignment** (`<out>/training_set/<seg>/blur_-2..blur_2/`): `preprocess align`
    with the options the video command uses (DIS flow at smaller side 200), as a user's clip.
 5. **3D priors** (`--priors`): five points, 68 points and coefficients by fitting, renders
@@ -78,7 +92,7 @@ class RecipeConfig:
     segment_len: int = 20               # frames per segment
     segments: int = 4                   # segments per clip (fewer when the clip is short)
     val_segments: int = 2               # segments per validation clip
-    speed_range: tuple = (3.0, 24.0)    # RMS shake speed, px/frame at `size` (log-uniform)
+    speed_range: tuple = (1.0, 24.0)    # RMS shake speed, px/frame at `size` (log-uniform)
     exposure_range: tuple = (0.4, 2.0)  # exposure, frame intervals (log-uniform)
     rot_share: float = 0.25             # rotation speed at the crop border / translation speed
     zoom_share: float = 0.15            # zoom speed at the crop border / translation speed
@@ -88,6 +102,12 @@ class RecipeConfig:
     n_frames: int = 5                   # frames per training sample (5 or 9)
     flow: str = "dis"                   # neighbour alignment flow (as the video command)
     flow_side: int = 200
+    still_share: float = 0.3            # share of segments with a still camera (the paper's blur)
+    still_exposure_range: tuple = (2.0, 8.0)  # their exposure, frame intervals (log-uniform)
+    fit_frame: bool = True              # crops inside the frame, never upsampled (see step 2)
+    degrade_share: float = 0.5          # share of segments with noise + JPEG on the blurry frames
+    noise_range: tuple = (0.5, 3.0)     # Gaussian noise sigma, 8-bit levels (log-uniform)
+    jpeg_range: tuple = (70, 95)        # JPEG quality (uniform integer)
     seed: int = 0
     val_clips: list = field(default_factory=list)  # explicit validation clips (overrides n_val)
 
@@ -299,18 +319,27 @@ class Interpolator:
 
 
 def synthesize(frames: list[np.ndarray], shake: Shake, exposure: float, sub_step_px: float,
-               speed: float, max_sub: int) -> tuple[list[np.ndarray], list[np.ndarray], int]:
-    """(sharp, blurry, sub-samples per frame) for a segment of source frames (uint8 RGB)."""
+               speed: float, max_sub: int, targets=None) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """(sharp, blurry, sub-samples per frame) for a segment of source frames (uint8 RGB).
+
+    targets: indices of `frames` to produce (default all); the frames around them only feed
+    the exposure windows, so a long exposure near the segment's ends still sees real motion.
+    The camera time of target t is t - targets[0]."""
     interp = Interpolator(frames)
     size = shake.size
-    n_sub = int(np.clip(math.ceil(exposure * speed / sub_step_px) + 1, 3, max_sub))
+    targets = list(range(len(frames))) if targets is None else list(targets)
+    # One sub-sample per `sub_step_px` of camera motion and per grid step of the clip's own
+    # motion (a still camera with a long exposure still needs its frames interpolated).
+    n_sub = int(np.clip(max(math.ceil(exposure * speed / sub_step_px),
+                            math.ceil(exposure * interp.grid)) + 1, 3, max_sub))
     offsets = (np.arange(n_sub) / (n_sub - 1) - 0.5) * exposure
     sharp, blurry = [], []
-    for t in range(len(frames)):
-        sharp.append(_encode(view(interp.lin[t], shake.matrix(t), size)))
+    for t in targets:
+        c = t - targets[0]
+        sharp.append(_encode(view(interp.lin[t], shake.matrix(c), size)))
         acc = np.zeros((size, size, 3), np.float32)
         for o in offsets:
-            acc += view(interp(t + o), shake.matrix(t + o), size, cv2.INTER_LINEAR)
+            acc += view(interp(t + o), shake.matrix(c + o), size, cv2.INTER_LINEAR)
         blurry.append(_encode(acc / n_sub))
     return sharp, blurry, n_sub
 
@@ -319,13 +348,27 @@ def _encode(lin: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(from_linear(lin)), 0, 255).astype(np.uint8)
 
 
+def degrade(img: np.ndarray, sigma: float, quality: int, rng) -> np.ndarray:
+    """Sensor noise then compression: uint8 RGB -> uint8 RGB.
+
+    sigma: white Gaussian noise, 8-bit levels (0 = none); quality: JPEG quality 1-100 (0 = none),
+    through OpenCV's libjpeg (4:2:0 chroma, as camera and video encoders subsample colour)."""
+    out = img
+    if sigma > 0:
+        out = np.clip(np.rint(img + rng.normal(0.0, sigma, img.shape)), 0, 255).astype(np.uint8)
+    if quality > 0:
+        ok, buf = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+    return np.ascontiguousarray(out)
+
+
 # ----------------------------------------------------------------------------- steps
 def _source_task(task) -> dict:
     clip, out, name, cfg = task
     big = cfg.size + 2 * cfg.margin
     try:
         return extract_frames(clip, out / "source", name, cfg.max_source_frames, 1, big, "sharp",
-                              cfg.crop_scale * big / cfg.size, 5.0)
+                              cfg.crop_scale * big / cfg.size, 5.0, fit_frame=cfg.fit_frame)
     except InputError as e:
         return dict(name=name, error=str(e))
 
@@ -347,7 +390,19 @@ def segment_params(cfg: RecipeConfig, clip: str, index: int) -> dict:
     speed = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
     lo, hi = cfg.exposure_range
     exposure = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-    return dict(speed=speed, exposure=exposure, shake_seed=int(rng.integers(2 ** 31)))
+    p = dict(speed=speed, exposure=exposure, shake_seed=int(rng.integers(2 ** 31)))
+    # Drawn after the shake so segments of older recipes keep their shake and exposure.
+    noisy = rng.uniform() < cfg.degrade_share
+    lo, hi = cfg.noise_range
+    sigma = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    quality = int(rng.integers(cfg.jpeg_range[0], cfg.jpeg_range[1] + 1))
+    p.update(noise_sigma=sigma if noisy else 0.0, jpeg_quality=quality if noisy else 0,
+             noise_seed=int(rng.integers(2 ** 31)))
+    if rng.uniform() < cfg.still_share:
+        lo, hi = cfg.still_exposure_range
+        p.update(speed=0.0, exposure=float(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+    p["still"] = p["speed"] == 0.0
+    return p
 
 
 def _segment_task(task) -> dict:
@@ -358,16 +413,30 @@ def _segment_task(task) -> dict:
     if all((root / d / n).exists() for d in ("sharp", "blurry") for n in names) and \
             (root / "recipe.json").exists():
         return dict(segment=seg, written=0)
-    src = list_frames(out / "source" / clip / "sharp", "source frames")[start:start + cfg.segment_len]
-    frames = [read_image(p) for p in src]
     p = segment_params(cfg, clip, index)
-    shake = Shake.random(np.random.default_rng(p["shake_seed"]), cfg.size, cfg.margin, p["speed"],
-                         cfg.rot_share, cfg.zoom_share, len(frames))
-    sharp, blurry, n_sub = synthesize(frames, shake, p["exposure"], cfg.sub_step_px, p["speed"], cfg.max_sub)
+    # Source frames around the segment feed the exposure windows of its first and last frames.
+    pad = math.ceil(p["exposure"] / 2) + 1
+    every = list_frames(out / "source" / clip / "sharp", "source frames")
+    lo, hi = max(0, start - pad), min(len(every), start + cfg.segment_len + pad)
+    src = every[lo:hi]
+    frames = [read_image(q) for q in src]
+    targets = range(start - lo, start - lo + min(cfg.segment_len, len(every) - start))
+    # The source crops are `size + 2 margin` square, or smaller for a small frame (fit_frame).
+    size = frames[0].shape[0] - 2 * cfg.margin
+    if size < 32:
+        raise InputError(f"{src[0]}: source crop {frames[0].shape[0]} px leaves {size} px inside the "
+                         f"{cfg.margin}-px margin")
+    shake = Shake.random(np.random.default_rng(p["shake_seed"]), size, cfg.margin, p["speed"],
+                         cfg.rot_share, cfg.zoom_share, len(targets))
+    sharp, blurry, n_sub = synthesize(frames, shake, p["exposure"], cfg.sub_step_px, p["speed"], cfg.max_sub,
+                                      targets)
+    if p["noise_sigma"] > 0 or p["jpeg_quality"] > 0:
+        rng = np.random.default_rng(p["noise_seed"])
+        blurry = [degrade(b, p["noise_sigma"], p["jpeg_quality"], rng) for b in blurry]
     for n, s, b in zip(names, sharp, blurry):
         write_image(root / "sharp" / n, s)
         write_image(root / "blurry" / n, b)
-    meta = dict(clip=clip, segment=index, source_frames=[start + 1, start + len(frames)], **p,
+    meta = dict(clip=clip, segment=index, size=size, source_frames=[start + 1, start + len(sharp)], **p,
                 sub_samples=n_sub, shake=dict(amp=shake.amp.tolist(), freq=shake.freq.tolist(),
                                               phase=shake.phase.tolist(), weight=shake.weight.tolist()))
     write_text(root / "recipe.json", json.dumps(meta, indent=1) + "\n")

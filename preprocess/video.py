@@ -243,10 +243,36 @@ def crop_square(img: np.ndarray, cx: float, cy: float, side: float, size: int) -
     return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def fitted_crop_size(shape, size: int) -> int:
+    """Output side for `fit_frame` crops of frames of `shape` (H, W, ...): `size`, or the frame's
+    smaller side rounded down to a multiple of 8 when that is smaller (never upsampled)."""
+    return min(int(size), min(shape[0], shape[1]) // 8 * 8)
+
+
+def fit_box(cx: float, cy: float, side: float, width: int, height: int, size: int) -> tuple:
+    """Move and resize the square crop [cx +- side/2] so it lies inside a width x height frame and
+    holds at least `size` source pixels (so a `size` output is never upsampled).
+
+    Side clamped to [size, min(width, height)], centre clamped so the square stays inside the
+    frame, in `crop_square`'s coordinates (the square covers [cx - side/2, cx + side/2] with
+    pixel i covering [i, i + 1]; the whole frame is cx = width/2, side = width).
+    Returns (cx, cy, side)."""
+    side = float(min(max(side, size), min(width, height)))
+    cx = float(min(max(cx, side / 2), width - side / 2))
+    cy = float(min(max(cy, side / 2), height - side / 2))
+    return cx, cy, side
+
+
 def extract_frames(video, dataset, name: str | None = None, max_frames: int | None = None,
                    step: int = 1, face_crop: int | None = None, subdir: str = "sharp",
-                   crop_scale: float = 2.0, crop_smooth: float = 5.0, on_error: str = "stop") -> dict:
+                   crop_scale: float = 2.0, crop_smooth: float = 5.0, on_error: str = "stop",
+                   fit_frame: bool = False) -> dict:
     """Write `dataset/<name>/<subdir>/NNNNN.png`; return a summary dict.
+
+    `fit_frame` (with `face_crop`): every crop lies inside the frame and is never upsampled
+    (`fit_box`); the output side is `face_crop` or, for frames smaller than that, the frame's
+    smaller side rounded down to a multiple of 8 (`fitted_crop_size`). Without it, a crop that
+    leaves the frame repeats the border pixels, and a small face is upsampled.
 
     Frames already written (e.g. by an interrupted run) are not rewritten. With `face_crop`,
     the smoothed boxes are saved once to `crop_boxes.txt` and re-used on re-runs so a resumed
@@ -319,7 +345,11 @@ def extract_frames(video, dataset, name: str | None = None, max_frames: int | No
             skipped += 1
             continue
         _, cx, cy, side = boxes[k]
-        write_image(path, crop_square(frame, cx, cy, side, face_crop))
+        size = face_crop
+        if fit_frame:
+            size = fitted_crop_size(frame.shape, face_crop)
+            cx, cy, side = fit_box(cx, cy, side, frame.shape[1], frame.shape[0], size)
+        write_image(path, crop_square(frame, cx, cy, side, size))
         written += 1
     return _summary(video, name, written, skipped, note, bad)
 

@@ -161,3 +161,72 @@ def test_datalists_with_priors_leave_out_frames_without_a_face(tmp_path):
     rows = (tmp_path / "datalist_train.txt").read_text().split("\n")
     assert [r.split()[0] for r in rows if r] == [f"{seg}/sharp/00001.png", f"{seg}/sharp/00003.png"]
     assert all(len(r.split()) == 8 for r in rows if r)
+
+
+def test_fit_box_keeps_the_crop_inside_a_small_frame_at_its_own_resolution():
+    """A 224-px talking-head frame with a face box wider than the frame: the crop is the whole
+    frame, unscaled (no replicated border, no upsampling)."""
+    from preprocess.video import crop_square, fit_box, fitted_crop_size
+
+    frame = _texture(224, seed=3)
+    size = fitted_crop_size(frame.shape, 336)
+    assert size == 224
+    cx, cy, side = fit_box(100.0, 130.0, 330.0, 224, 224, size)
+    assert (cx, cy, side) == (112.0, 112.0, 224.0)
+    assert np.array_equal(crop_square(frame, cx, cy, side, size), frame)
+    # a large frame: the box keeps its size but is pushed inside; a small box grows to `size`
+    assert fit_box(20.0, 600.0, 400.0, 720, 1280, 336) == (200.0, 600.0, 400.0)
+    assert fit_box(360.0, 600.0, 200.0, 720, 1280, 336) == (360.0, 600.0, 336.0)
+    assert fitted_crop_size((250, 300, 3), 336) == 248  # multiple of 8
+
+
+def test_degrade_adds_the_requested_noise_and_jpeg_and_nothing_when_off():
+    from preprocess.recipe import degrade
+
+    img = np.full((64, 64, 3), 128, np.uint8)
+    rng = np.random.default_rng(0)
+    assert np.array_equal(degrade(img, 0.0, 0, rng), img)
+    noisy = degrade(img, 2.0, 0, rng).astype(float)
+    assert 1.8 < noisy.std() < 2.2 and abs(noisy.mean() - 128) < 0.1
+    tex = np.repeat(_texture(64, seed=1)[..., :1], 3, axis=2)  # grey: 4:2:0 chroma loses nothing
+    jpg = degrade(tex, 0.0, 75, rng)
+    err = np.abs(jpg.astype(float) - tex).mean()
+    assert jpg.shape == tex.shape and jpg.dtype == np.uint8 and 0.3 < err < 8
+
+
+def test_segment_params_draw_degradation_for_about_the_requested_share():
+    cfg = RecipeConfig(degrade_share=0.5)
+    ps = [segment_params(cfg, f"clip{i}", 0) for i in range(200)]
+    noisy = [p for p in ps if p["noise_sigma"] > 0]
+    assert 70 < len(noisy) < 130
+    lo, hi = cfg.noise_range
+    assert all(lo <= p["noise_sigma"] <= hi and cfg.jpeg_range[0] <= p["jpeg_quality"] <= cfg.jpeg_range[1]
+               for p in noisy)
+    assert all(p["jpeg_quality"] == 0 for p in ps if p["noise_sigma"] == 0)
+    clean = RecipeConfig(degrade_share=0.0)
+    assert all(segment_params(clean, f"clip{i}", 0)["noise_sigma"] == 0 for i in range(50))
+
+
+def test_still_segments_blur_only_what_moves():
+    """A still camera (the paper's blur): a static background stays sharp while a moving patch
+    smears over the exposure; frames around the segment feed its end frames' windows."""
+    rng = np.random.default_rng(0)
+    bg = _texture(96, seed=5)
+    frames = []
+    for k in range(12):  # a 24-px textured square moving 3 px/frame to the right
+        f = bg.copy()
+        f[36:60, 10 + 3 * k:34 + 3 * k] = _texture(24, seed=7)
+        frames.append(f)
+    cfg = RecipeConfig()
+    shake = Shake.random(rng, 64, 16, 0.0, cfg.rot_share, cfg.zoom_share, 8)
+    assert np.all(shake.amp == 0)
+    sharp, blurry, n_sub = synthesize(frames, shake, 4.0, 1.0, 0.0, 33, targets=range(2, 10))
+    assert len(sharp) == 8 and n_sub == 17  # 4 frames x 4 grid steps + 1
+    s, b = sharp[3].astype(float), blurry[3].astype(float)
+    assert np.array_equal(sharp[0], frames[2][16:80, 16:80])  # still camera: the centre crop
+    static = np.abs(s - b)[:8].mean()        # rows 16-23 of the frame: background only
+    moving = np.abs(s - b)[22:42].mean()     # rows 38-57: the moving square
+    assert static < 0.5 and moving > 8
+    cfg = RecipeConfig(still_share=1.0)
+    p = segment_params(cfg, "clip", 0)
+    assert p["still"] and p["speed"] == 0 and 2.0 <= p["exposure"] <= 8.0
