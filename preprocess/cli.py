@@ -114,6 +114,11 @@ def _recipe_args(p):
                    help="share of segments with a still camera and a long exposure (the paper's blur)")
     p.add_argument("--still_exposure", type=float, nargs=2, default=d.still_exposure_range,
                    metavar=("LO", "HI"), help="their exposure range, frame intervals (log-uniform)")
+    p.add_argument("--still_linear", action="store_true",
+                   help="average still-camera segments in linear light too (default: sRGB values, "
+                        "as the paper's frame averaging)")
+    p.add_argument("--sharp_share", type=float, default=d.sharp_share,
+                   help="share of segments without blur (blurry = sharp, then noise/JPEG)")
     p.add_argument("--degrade_share", type=float, default=d.degrade_share,
                    help="share of segments with sensor noise + JPEG on the blurry frames (0 = clean)")
     p.add_argument("--noise", type=float, nargs=2, default=d.noise_range, metavar=("LO", "HI"),
@@ -178,7 +183,8 @@ def _main(argv=None) -> int:
                            speed_range=tuple(a.speed), exposure_range=tuple(a.exposure),
                            n_frames=a.n_frames, seed=a.seed, fit_frame=a.fit_frame,
                            degrade_share=a.degrade_share, still_share=a.still_share,
-                           still_exposure_range=tuple(a.still_exposure), noise_range=tuple(a.noise),
+                           still_exposure_range=tuple(a.still_exposure),
+                           still_linear=a.still_linear, sharp_share=a.sharp_share, noise_range=tuple(a.noise),
                            jpeg_range=tuple(a.jpeg))
         print("recipe:", json.dumps(run_recipe(a.videos, a.out, cfg, a.jobs, a.priors)))
         return 0

@@ -37,9 +37,13 @@ own motion and integrates it over a per-segment exposure:
    - sharp frame t = the source frame t through the camera at time t (mid-exposure);
    - still camera (`still_share` of the segments): no shake and a long exposure (log-uniform
      in `still_exposure_range` frame intervals), so only what moves in the clip blurs: the
-     paper's own recipe (consecutive frames averaged, here flow-interpolated). In such clips
+     paper's own recipe (consecutive frames averaged in sRGB values, as the paper's were; here
+     flow-interpolated). In such clips
      (the authors' vd001 among them) the background, a microphone or a still shoulder stay
      sharp; a network that only ever saw whole-frame shake over-sharpens those edges;
+   - no blur (`sharp_share` of the segments): the blurry frame is the sharp one (then noise
+     and compression as below), so the network also learns to leave a sharp (or naturally
+     soft) face alone instead of sharpening it;
    - sensor noise and compression (`degrade_share` of the segments, blurry frames only): white
      Gaussian noise of sigma log-uniform in `noise_range` (8-bit levels), then JPEG at a
      quality uniform in `jpeg_range`, as a phone camera's encoder leaves them. Real clips are
@@ -104,6 +108,8 @@ class RecipeConfig:
     flow_side: int = 200
     still_share: float = 0.3            # share of segments with a still camera (the paper's blur)
     still_exposure_range: tuple = (2.0, 8.0)  # their exposure, frame intervals (log-uniform)
+    still_linear: bool = False          # still segments averaged in linear light (else sRGB, the paper's)
+    sharp_share: float = 0.1            # share of segments without blur (blurry = sharp + noise/JPEG)
     fit_frame: bool = True              # crops inside the frame, never upsampled (see step 2)
     degrade_share: float = 0.5          # share of segments with noise + JPEG on the blurry frames
     noise_range: tuple = (0.5, 3.0)     # Gaussian noise sigma, 8-bit levels (log-uniform)
@@ -319,12 +325,15 @@ class Interpolator:
 
 
 def synthesize(frames: list[np.ndarray], shake: Shake, exposure: float, sub_step_px: float,
-               speed: float, max_sub: int, targets=None) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+               speed: float, max_sub: int, targets=None,
+               linear: bool = True) -> tuple[list[np.ndarray], list[np.ndarray], int]:
     """(sharp, blurry, sub-samples per frame) for a segment of source frames (uint8 RGB).
 
     targets: indices of `frames` to produce (default all); the frames around them only feed
     the exposure windows, so a long exposure near the segment's ends still sees real motion.
-    The camera time of target t is t - targets[0]."""
+    The camera time of target t is t - targets[0]. `linear=False` averages the sub-samples'
+    sRGB values (as the paper's frame averaging does) instead of linear light. `exposure` 0:
+    the blurry frame is the sharp one."""
     interp = Interpolator(frames)
     size = shake.size
     targets = list(range(len(frames))) if targets is None else list(targets)
@@ -337,10 +346,15 @@ def synthesize(frames: list[np.ndarray], shake: Shake, exposure: float, sub_step
     for t in targets:
         c = t - targets[0]
         sharp.append(_encode(view(interp.lin[t], shake.matrix(c), size)))
+        if exposure <= 0:
+            blurry.append(sharp[-1].copy())
+            continue
         acc = np.zeros((size, size, 3), np.float32)
         for o in offsets:
-            acc += view(interp(t + o), shake.matrix(c + o), size, cv2.INTER_LINEAR)
-        blurry.append(_encode(acc / n_sub))
+            x = view(interp(t + o), shake.matrix(c + o), size, cv2.INTER_LINEAR)
+            acc += x if linear else from_linear(x)
+        blurry.append(_encode(acc / n_sub) if linear else
+                      np.clip(np.rint(acc / n_sub), 0, 255).astype(np.uint8))
     return sharp, blurry, n_sub
 
 
@@ -402,6 +416,9 @@ def segment_params(cfg: RecipeConfig, clip: str, index: int) -> dict:
         lo, hi = cfg.still_exposure_range
         p.update(speed=0.0, exposure=float(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
     p["still"] = p["speed"] == 0.0
+    # Drawn last, so the draws above keep their values when these shares change.
+    if rng.uniform() < cfg.sharp_share:
+        p.update(exposure=0.0)
     return p
 
 
@@ -429,7 +446,7 @@ def _segment_task(task) -> dict:
     shake = Shake.random(np.random.default_rng(p["shake_seed"]), size, cfg.margin, p["speed"],
                          cfg.rot_share, cfg.zoom_share, len(targets))
     sharp, blurry, n_sub = synthesize(frames, shake, p["exposure"], cfg.sub_step_px, p["speed"], cfg.max_sub,
-                                      targets)
+                                      targets, linear=cfg.still_linear or not p["still"])
     if p["noise_sigma"] > 0 or p["jpeg_quality"] > 0:
         rng = np.random.default_rng(p["noise_seed"])
         blurry = [degrade(b, p["noise_sigma"], p["jpeg_quality"], rng) for b in blurry]

@@ -230,3 +230,18 @@ def test_still_segments_blur_only_what_moves():
     cfg = RecipeConfig(still_share=1.0)
     p = segment_params(cfg, "clip", 0)
     assert p["still"] and p["speed"] == 0 and 2.0 <= p["exposure"] <= 8.0
+
+
+def test_still_blur_averages_srgb_values_and_exposure_zero_is_no_blur():
+    """Still segments average sRGB values (the paper's frame averaging: no brightening of the
+    blurred edges that linear light gives); exposure 0 leaves the frame unblurred."""
+    a = np.full((48, 48, 3), 50, np.uint8)  # a flash in the middle frame: no motion, so the
+    b = np.full((48, 48, 3), 200, np.uint8)  # two averages differ only by where they average
+    shake = Shake.random(np.random.default_rng(0), 32, 8, 0.0, 0.25, 0.15, 3)
+    _, lin, _ = synthesize([a, b, a], shake, 2.0, 1.0, 0.0, 33, targets=[1], linear=True)
+    _, srgb, _ = synthesize([a, b, a], shake, 2.0, 1.0, 0.0, 33, targets=[1], linear=False)
+    # linear light: ((50/255)^2.2 + (200/255)^2.2) / 2 on average -> brighter than the sRGB mean
+    assert lin[0].mean() > srgb[0].mean() + 8  # measured 142 vs 131
+    assert abs(srgb[0].mean() - 125) < 12
+    sharp, blurry, _ = synthesize([a, b], shake, 0.0, 1.0, 0.0, 33, targets=[0])
+    assert np.array_equal(sharp[0], blurry[0])
