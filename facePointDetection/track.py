@@ -5,7 +5,9 @@ costs most of a landmark pass (163 of 702 s of the video command on a 10-s 720p 
 docs/benchmarks.md), so the video command runs it
   * on a window around the face it tracks (`ROI` x the last face box), scaled so the face
     is about `face_side` pixels (MTCNN's networks see faces of 12-48 px; a 400-px face adds
-    pyramid levels, not accuracy), with `min_face_size` raised to match;
+    pyramid levels, not accuracy). `min_face_size` stays 20: mtcnn 1.0 sizes its pyramid
+    from the image alone, so a larger minimum sends images under 12 px to its first network,
+    which fails;
   * on the whole frame scaled to `search_side` pixels (longer side) only while no face is
     known (the first frame, after a loss);
   * every `every` frames; in between, the five points follow pyramidal Lucas-Kanade optical
@@ -21,7 +23,7 @@ import cv2
 import numpy as np
 
 ROI = 2.5          # side of the search window around the last face box, in box sides
-FACE_SIDE = 96     # face box side (px) the detector sees
+FACE_SIDE = 80     # face box side (px) the detector sees
 SEARCH_SIDE = 640  # longer side (px) of a whole frame searched for a face
 EVERY = 5          # frames between detections while tracking
 MAX_FB = 0.05      # largest forward-backward error of a tracked point, inter-ocular distances
@@ -74,7 +76,7 @@ class LandmarkTracker:
             x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
             x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
             scale = min(1.0, self.face_side / side)
-            dets = self._run(frame[y0:y1, x0:x1], scale, (x0, y0), max(20, int(self.face_side * 0.5)))
+            dets = self._run(frame[y0:y1, x0:x1], scale, (x0, y0))
             # the face nearest the one followed (another person may enter the window)
             if dets:
                 self.counts["window"] += 1
@@ -82,25 +84,20 @@ class LandmarkTracker:
                 dets.sort(key=lambda d: np.hypot(*((d["box"][:2] + d["box"][2:]) / 2 - c)))
                 return dets
         scale = min(1.0, self.search_side / max(h, w))
-        dets = self._run(frame, scale, (0, 0), 20)
+        dets = self._run(frame, scale, (0, 0))
         if dets:
             self.counts["whole"] += 1
         return dets
 
-    def _run(self, img, scale, offset, min_face) -> list[dict]:
-        if img.shape[0] < 12 or img.shape[1] < 12:
+    def _run(self, img, scale, offset) -> list[dict]:
+        if min(img.shape[:2]) * min(scale, 1.0) < 24:  # smaller than MTCNN's smallest face
             return []
         sx = sy = 1.0
         if scale < 1.0:
             size = (max(12, round(img.shape[1] * scale)), max(12, round(img.shape[0] * scale)))
             sx, sy = size[0] / img.shape[1], size[1] / img.shape[0]
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-        old = self.det.min_face_size
-        self.det.min_face_size = min_face
-        try:
-            dets = self.det.detect(np.ascontiguousarray(img))
-        finally:
-            self.det.min_face_size = old
+        dets = self.det.detect(np.ascontiguousarray(img))
         ox, oy = offset
         s2, o2 = np.array([sx, sy]), np.array([ox, oy], float)
         out = []
