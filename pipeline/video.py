@@ -839,16 +839,18 @@ class FrameWindow:
         self._it, self.n, self.keep = iter(frames), n, keep
         self._held: dict = {}
         self._next = 0
+        self._floor = 0  # frames before it are dropped as soon as they are decoded (skipped chunks)
         self.max_held = 0
 
     def release_before(self, k: int) -> None:
+        self._floor = max(self._floor, k)
         for i in [i for i in self._held if i < k]:
             del self._held[i]
 
     def get(self, k: int) -> np.ndarray:
         if k in self._held:
             return self._held[k]
-        if k < self._next:
+        if k < self._next or k < self._floor:
             raise RuntimeError(f"frame {k} was released already")
         while self._next <= k:
             try:
@@ -856,7 +858,8 @@ class FrameWindow:
             except StopIteration:
                 raise StageError(f"the input ended at frame {self._next}, before frame {k + 1} of the "
                                  f"{self.n} counted in the landmark pass") from None
-            self._held[self._next] = frame
+            if self._next >= self._floor:
+                self._held[self._next] = frame
             self._next += 1
             if len(self._held) > self.keep:
                 raise RuntimeError(f"{len(self._held)} frames held, more than {self.keep}")
