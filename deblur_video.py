@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = ap.add_argument_group("speed (the defaults are the fast ones; docs/video.md)")
     add_precision_flag(g, default="auto")
     g.add_argument("--xla", action="store_true", help="compile the network's forward pass with XLA")
-    g.add_argument("--batch", type=int, default=4, help="frames per network forward pass (default 4)")
+    g.add_argument("--batch", type=int, default=1,
+                   help="frames per network forward pass (default 1: on a 2-core CPU larger batches were slower, "
+                        "docs/benchmarks.md; try 4-8 on a GPU)")
     g.add_argument("--chunk", type=int, default=32,
                    help="frames held in memory and finished at a time; a killed run resumes at the first "
                         "unfinished chunk (default 32)")

@@ -111,7 +111,7 @@ class Options:
     max_gap: int = MAX_GAP
     precision: str = "auto"
     xla: bool = False
-    batch: int = 4
+    batch: int = 1
     chunk: int = 32
     detect_every: int = 5
     keep_intermediates: bool = False
