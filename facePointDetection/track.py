@@ -15,7 +15,9 @@ docs/benchmarks.md), so the video command runs it
     `max_fb` x the inter-ocular distance, or that is lost, ends the track: that frame is
     detected again.
 Coordinates are full-frame pixels as in detect.py. `every=1` detects every frame (still on
-the face window).
+the face window). Limitation: a face hidden by a textured scene between two detections can be
+followed for up to `every - 1` frames before the next detection notices (a flat frame fails the
+forward-backward check at once: Lucas-Kanade refuses untextured patches).
 """
 from __future__ import annotations
 
