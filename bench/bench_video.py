@@ -182,6 +182,13 @@ def fidelity(fast: Path, ref: Path, ref_work: Path, clip: Path) -> dict:
             "psnr_vs_input_difference_db": round(float(p_fast - p_ref), 3)}
 
 
+def save(res: dict, path) -> None:
+    """Write the results so far (after every run: an interrupted benchmark keeps what it measured)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -216,12 +223,15 @@ def main(argv=None) -> int:
         ckpt = old_checkpoint(old_root, tmp / "ckpt")
         runs = res["runs"]
         runs["new_short"] = video_run(ROOT, short, ckpt, tmp, "new_short")
+        save(res, a.out)
         if not a.skip_old:
             runs["old_short"] = video_run(old_root, short, ckpt, tmp, "old_short")
             res["speedup_whole_command"] = round(runs["old_short"]["s_per_frame"] / runs["new_short"]["s_per_frame"], 2)
+            save(res, a.out)
         if not a.skip_long:
             runs["new_long"] = video_run(ROOT, long, ckpt, tmp, "new_long")
             res["peak_rss_long_over_short"] = round(runs["new_long"]["peak_rss_mib"] / runs["new_short"]["peak_rss_mib"], 3)
+            save(res, a.out)
         if not a.skip_fidelity:
             from deblur.checkpoint import SHIPPED_CHECKPOINT
 
@@ -239,9 +249,7 @@ def main(argv=None) -> int:
         subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
+    save(res, a.out)
     print(json.dumps({k: v for k, v in res.items() if k != "runs"}, indent=1))
     print(f"wrote {out}")
     return 0
