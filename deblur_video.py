@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from common.flags import add_flow_flag, add_gpu_flag
+    from common.flags import add_flow_flag, add_gpu_flag, add_precision_flag
     from deblur.config import add_face_flag
     from pipeline.video import DEFAULT_CHECKPOINT
 
@@ -62,6 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--feather", type=int, default=16, help="width in pixels of the blend ramp (default 16)")
     ap.add_argument("--model_args", default="", help="extra run_model.py flags, quoted, e.g. \"--channels 16\"")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    g = ap.add_argument_group("speed (the defaults are the fast ones; docs/video.md)")
+    add_precision_flag(g, default="auto")
+    g.add_argument("--xla", action="store_true", help="compile the network's forward pass with XLA")
+    g.add_argument("--batch", type=int, default=1,
+                   help="frames per network forward pass (default 1: on a 2-core CPU larger batches were slower, "
+                        "docs/benchmarks.md; try 4-8 on a GPU)")
+    g.add_argument("--chunk", type=int, default=32,
+                   help="frames held in memory and finished at a time; a killed run resumes at the first "
+                        "unfinished chunk (default 32)")
+    g.add_argument("--detect_every", type=int, default=5,
+                   help="run the face detector every N frames and track the landmarks in between; 1 detects "
+                        "on every frame (default 5)")
+    ap.add_argument("--keep_intermediates", action="store_true",
+                    help="also write the face windows, warped neighbours and network outputs as PNGs in the "
+                         "original layout inside the working folder")
     return ap
 
 
@@ -77,7 +92,9 @@ def _main(argv=None) -> int:
                   frames_out=Path(a.frames_out) if a.frames_out else None, full_frame=a.full_frame, fps=a.fps,
                   max_frames=a.max_frames, jobs=a.jobs, margin=a.margin, context=a.context,
                   multiple=a.multiple, feather=a.feather, model_args=shlex.split(a.model_args), quiet=a.quiet,
-                  no_audio=a.no_audio, max_gap=MAX_GAP if a.max_gap is None else a.max_gap)
+                  no_audio=a.no_audio, max_gap=MAX_GAP if a.max_gap is None else a.max_gap,
+                  precision=a.precision, xla=a.xla, batch=a.batch, chunk=a.chunk, detect_every=a.detect_every,
+                  keep_intermediates=a.keep_intermediates)
     try:
         deblur_video(opt)
     except StageError as e:

@@ -97,11 +97,17 @@ def parse_args(argv=None):
                    help="test: do not transpose portrait frames (the original does)")
     g = p.add_argument_group("hardware")
     add_gpu_flag(g, several=True)
-    add_precision_flag(g)
+    add_precision_flag(g, default=None, help_default="fp32 for training, auto for testing")
     g.add_argument("--xla", action="store_true",
                    help="compile the training step / forward pass with XLA (see docs/benchmarks.md's "
                         "speed table for where it helps)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.precision is None:
+        # inference gains from bf16 units where the machine has them and changes nothing where
+        # it does not (auto = fp32 there); training stays fp32 unless asked, as before, since
+        # the precision changes what a training run learns
+        args.precision = "auto" if args.phase == "test" else "fp32"
+    return args
 
 
 def main(argv=None) -> int:

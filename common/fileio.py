@@ -82,13 +82,19 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_image(path, array) -> None:
-    """Write an HxW, HxWx3 or HxWx4 uint8 array atomically (format from the extension)."""
+def write_image(path, array, fast: bool = False) -> None:
+    """Write an HxW, HxWx3 or HxWx4 uint8 array atomically (format from the extension).
+
+    fast: PNG zlib level 1 instead of PIL's 6 (a 720p frame in about a fifth of the time,
+    files about a third larger; still lossless), for working files read once.
+    """
     array = np.asarray(array)
     if array.dtype != np.uint8:
         raise TypeError(f"write_image({path}): expected uint8, got {array.dtype}")
+    fmt = _pil_format(path)
+    opts = {"compress_level": 1} if fast and fmt == "PNG" else {}
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format=_pil_format(path))
+        Image.fromarray(array).save(tmp, format=fmt, **opts)
 
 
 def write_text(path, text: str) -> None:

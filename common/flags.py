@@ -7,7 +7,8 @@ Defaults, the same for every command that has the flag:
                    similar accuracy (docs/preprocess.md, *Measured*); the video command and the
                    training-data recipe use it. `--flow tvl1` is the original's
                    (generateAlignments.m) for exact reproduction.
-  --precision      per command (training and testing fp32 unless asked), choices PRECISIONS.
+  --precision      per command: training fp32 unless asked; inference (run_model.py --phase test,
+                   deblur_video.py) auto, which is fp32 on CPUs without bf16 units. Choices PRECISIONS.
 The `--face` choices are deblur/config.py's FACE_MODES (no Keras import), added by
 deblur.config.add_face_flag.
 """
@@ -47,7 +48,7 @@ def add_flow_flag(parser) -> None:
                              "original's, ~100x slower at a similar accuracy)")
 
 
-def add_precision_flag(parser, default: str = "fp32") -> None:
+def add_precision_flag(parser, default: str | None = "fp32", help_default: str | None = None) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default=default,
                         help=f"fp32, bf16/fp16 mixed precision, or auto (bf16 on AMX/AVX512-BF16 CPUs, "
-                             f"mixed on GPUs); default {default}")
+                             f"mixed on GPUs, else fp32); default {help_default or default}")

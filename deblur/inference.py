@@ -65,6 +65,38 @@ class Deblurrer:
         return np.asarray(keras.ops.convert_to_numpy(out), dtype=np.float32)
 
     def deblur(self, frames, render=None, coeff=None) -> np.ndarray:
+        return self.deblur_batch([(frames, render, coeff)])[0]
+
+    def deblur_batch(self, items, batch_size: int | None = None) -> list[np.ndarray]:
+        """`deblur` for several frames in one forward pass: items = [(frames, render, coeff)].
+
+        Frames of one size (a clip's face window) go through the network together; a batch
+        smaller than `batch_size` is filled with copies of its last item so every call has
+        the same shape (an XLA-compiled forward pass is traced once per input shape). Items of
+        another size, or a gray model (whose colour channels already form the batch), are run
+        one by one. Returns one uint8 HxWx3 frame per item, as `deblur` would.
+        """
+        prepared = [self._prepare(*it) for it in items]
+        out: list = [None] * len(prepared)
+        groups: dict = {}
+        for i, (inputs, meta) in enumerate(prepared):
+            key = None if meta["gray"] else tuple((k, v.shape) for k, v in sorted(inputs.items()))
+            groups.setdefault(key if key is not None else ("single", i), []).append(i)
+        for idx in groups.values():
+            n = len(idx)
+            fill = max(batch_size or n, n) - n
+            stacked = {k: np.concatenate([prepared[i][0][k] for i in idx]
+                                         + [prepared[idx[-1]][0][k]] * fill, axis=0)
+                       for k in prepared[idx[0]][0]}
+            res = self._predict(stacked)
+            for j, i in enumerate(idx):
+                meta = prepared[i][1]
+                part = res[j * meta["batch"]:(j + 1) * meta["batch"]]
+                out[i] = self._finish(part, meta)
+        return out
+
+    def _prepare(self, frames, render=None, coeff=None):
+        """Network inputs (batch axis first) of one frame and what `_finish` needs to undo."""
         cfg = self.config
         face, levels = cfg.face, cfg.levels
         if len(frames) != cfg.n_frames:
@@ -101,7 +133,11 @@ class Deblurrer:
             if coeff is None:
                 raise ValueError("this checkpoint uses the coefficient prior: coeff is required")
             inputs["coeff"] = np.repeat(coeff_patch(coeff)[None], batch, axis=0)
-        out = crop_back(self._predict(inputs), size)
+        return inputs, {"size": size, "rot": rot, "gray": gray, "batch": batch}
+
+    def _finish(self, out, meta) -> np.ndarray:
+        """Network output of one frame (its batch items) -> uint8 HxWx3 at the frame's size."""
+        out = crop_back(out, meta["size"])
         bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
         if bad:
             # np.clip/astype would turn NaN into 0 (a black frame) without a word.
@@ -110,8 +146,8 @@ class Deblurrer:
                 f"the checkpoint's weights are ruined (saved after training diverged?) - use an "
                 f"earlier checkpoint")
         # Gray: the three channel batches back onto channels; colour: the single batch item.
-        out = out[..., 0].transpose(1, 2, 0) if gray else out[0]
-        if rot:
+        out = out[..., 0].transpose(1, 2, 0) if meta["gray"] else out[0]
+        if meta["rot"]:
             out = out.transpose(1, 0, 2)
         return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
 

@@ -145,15 +145,20 @@ def _pred68(points: int):
     return Predictor68()
 
 
-def _finish_video(video: Path, names: list[str], raw: dict, smooth: float, points: int, pred68,
-                  max_gap: int = MAX_GAP) -> dict:
-    dets = [[dict(box=np.array(f["box"]), points=np.array(f["points"]), confidence=f["confidence"])
-             for f in raw[n]["faces"]] for n in names]
+def finish_track(dets: list[list[dict]], smooth: float = 0.0, max_gap: int = MAX_GAP):
+    """One face through a clip from per-frame detections (detect.py's dicts).
+
+    Returns (points (T, 5, 2), boxes (T, 4) [l, t, r, b], keep (T,) bool, track): the face
+    followed by `select_track`, runs of at most `max_gap` frames without it filled by linear
+    interpolation, each run of frames with a face smoothed on its own (Gaussian, `smooth`
+    frames); NaN where `keep` is False (no face). Raises ValueError when no frame has a face.
+    The landmark stage (`detect_dataset`) and the video command both end here.
+    """
     track = select_track(dets)
     if all(k is None for k in track):
-        raise InputError(f"{video / 'blurry'}: no face detected in any of the {len(names)} frames")
-    pts = np.full((len(names), 5, 2), np.nan)
-    boxes = np.full((len(names), 4), np.nan)
+        raise ValueError("no face detected in any frame")
+    pts = np.full((len(dets), 5, 2), np.nan)
+    boxes = np.full((len(dets), 4), np.nan)
     for t, k in enumerate(track):
         if k is not None:
             pts[t], boxes[t] = dets[t][k]["points"], dets[t][k]["box"]
@@ -163,6 +168,18 @@ def _finish_video(video: Path, names: list[str], raw: dict, smooth: float, point
     for a, b in tracks.runs(keep):
         pts[a:b] = tracks.smooth(tracks.fill_gaps(pts[a:b]), smooth)
         boxes[a:b] = tracks.smooth(tracks.fill_gaps(boxes[a:b]), smooth)
+    pts[~keep], boxes[~keep] = np.nan, np.nan
+    return pts, boxes, keep, track
+
+
+def _finish_video(video: Path, names: list[str], raw: dict, smooth: float, points: int, pred68,
+                  max_gap: int = MAX_GAP) -> dict:
+    dets = [[dict(box=np.array(f["box"]), points=np.array(f["points"]), confidence=f["confidence"])
+             for f in raw[n]["faces"]] for n in names]
+    try:
+        pts, boxes, keep, track = finish_track(dets, smooth, max_gap)
+    except ValueError:
+        raise InputError(f"{video / 'blurry'}: no face detected in any of the {len(names)} frames") from None
     lines = []
     for t, n in enumerate(names):
         stem = Path(n).stem

@@ -2,44 +2,49 @@
 
 The original (rwenqi/3Dfacedeblurring) needs five manual steps: extractFrames.m, the Windows
 five-point detector, demo.py (R-Net coefficients), demo_render.py, generateAlignments.m and
-run_model.py --phase test. `deblur_video` runs the same stages, each through its command-line
-tool in a subprocess (so every stage stays usable and debuggable on its own), inside a working
-folder:
+run_model.py --phase test. `deblur_video` runs the same stages in ONE process, calling the
+functions the stage tools call (each tool keeps writing the original on-disk layout for research
+use); the landmark detector, the morphable model and the network are loaded once, and frames
+stream through in chunks of `--chunk` frames (memory does not grow with the clip's length):
 
-  <work>/full/<name>/blurry/00001.png     frames          python -m preprocess frames --subdir blurry
-  <work>/full/<name>/face/00001.txt       landmarks       python -m facePointDetection --max_gap G
-  <work>/dataset/<seg>/{blurry,face}/     region          one clip <seg> per stretch of frames with a
-                                                          face; face-centred crop (pipeline/face_region.py)
-                                                          or the full frames (--full_frame)
-  <work>/training_set/<seg>/face/         reconstruct     python demo.py  (R-Net with --rnet, else fitting)
-  <work>/training_set/<seg>/render/       render          python demo_render.py
-  <work>/training_set/<seg>/blur_-2..2/   align           python -m preprocess align
-  <work>/result/<seg>/00001.png           deblur          python run_model.py --phase test
-  <work>/final/00001.png                  blend           crop pasted back with a feathered mask;
-  <work>/final_render/00001.png                           frames without a face: the input frame
-  OUTPUT.mp4                              encode          H.264 with the input's frame times, size and
-                                                          audio (common/videoio.py), written atomically
+  landmarks    decode the clip once; MTCNN on a face-sized window every --detect_every frames,
+               Lucas-Kanade tracking in between (facePointDetection/track.py), one face
+               through the clip (facePointDetection.pipeline.finish_track)   -> landmarks.npy
+  region       one clip <seg> per stretch of frames with a face; a face-centred window
+               (pipeline/face_region.py) or the full frames (--full_frame)   -> boxes.txt
+  reconstruct  only for a network with a 3D prior: the windows in the dataset layout
+  render       (dataset/<seg>/{blurry,face}/), then demo.py's run_coefficients and
+               demo_render.py's run_render                                   -> training_set/<seg>/
+  deblur       per chunk: windows, neighbours warped onto each frame (preprocess.align.
+               align_neighbour), the network in batches of --batch (Deblurrer.deblur_batch,
+               --precision auto), the window pasted back with a feathered mask -> final/00001.png
+  encode       H.264 with the input's frame times, size and audio (common/videoio.py),
+               written atomically                                            -> OUTPUT.mp4
+
+`--keep_intermediates` also writes the windows, warped neighbours and network outputs in the
+original layout (dataset/<seg>/blurry/, training_set/<seg>/blur_-2..2/, result/<seg>/);
+`--frames_out DIR` copies the final frames as PNGs.
 
 What the output keeps (checked after encoding, by reading the output back):
 * frame times: every frame keeps its input presentation timestamp (variable frame rate, exact
   rational rates such as 24000/1001); `--fps` re-times to a constant rate and says so;
 * size: exactly the input's (4:4:4 chroma when a side is odd, which 4:2:0 cannot hold; said);
 * audio: every audio stream copied unchanged and in sync (`--no_audio` drops them; said);
-* frames without a face: facePointDetection leaves runs of more than `--max_gap` (2) frames
-  without a detection without landmarks; those frames are not reconstructed, rendered or
-  deblurred, but copied unchanged, and the summary lists them. Shorter runs are detector misses
-  (motion blur) and are bridged by interpolated landmarks.
+* frames without a face: runs of more than `--max_gap` (2) frames without a detection get
+  no landmarks; those frames are not reconstructed, rendered or deblurred, but copied
+  unchanged, and the summary lists them. Shorter runs are detector misses (motion blur) and
+  are bridged by interpolated landmarks.
 
 Resuming: `<work>/state.json` records, per finished stage, a key that hashes the stage's own
 settings and the key of the stage before it. A re-run skips every stage whose key still
-matches (so an interrupted run resumes at the stage it was in; the stage tools themselves write
-every file atomically and skip finished files) and re-runs a stage and everything after it when
-its settings changed. Each stage's output is logged to `<work>/logs/<stage>.log`.
+matches and re-runs a stage and everything after it when its settings changed. Inside the
+deblur stage, `<work>/progress.json` lists the finished chunks (for that stage's key): a killed
+run continues at the first unfinished chunk. Stage times (and the deblur stage's decode /
+align / network / blend parts) are printed and written to `<work>/timings.json`.
 
 Errors: the input and flags are checked before anything is written (InputError naming the
-user's file: exit 2); a stage tool that rejects its input (its exit status 2) is reported the
-same way, in terms of the user's input; any other stage failure is a StageError (exit 1) with
-the end of its log.
+user's file: exit 2); a frame found unreadable while decoding is reported the same way; any
+other stage failure is a StageError (exit 1).
 """
 from __future__ import annotations
 
@@ -66,7 +71,7 @@ from common.paths import check_output
 from deblur.checkpoint import SHIPPED_CHECKPOINT
 from deblur.config import NetworkConfig
 from facePointDetection.pipeline import MAX_GAP
-from common.fileio import frame_name, read_image, read_points, write_image, write_points, write_text
+from common.fileio import atomic_path, frame_name, read_image, write_image, write_points, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 # The model this project trained and ships (checkpoints/MODEL_CARD.md); --checkpoint for any other.
@@ -104,6 +109,12 @@ class Options:
     quiet: bool = False
     no_audio: bool = False
     max_gap: int = MAX_GAP
+    precision: str = "auto"
+    xla: bool = False
+    batch: int = 1
+    chunk: int = 32
+    detect_every: int = 5
+    keep_intermediates: bool = False
 
     def __post_init__(self):
         self.input, self.output = Path(self.input), Path(self.output)
@@ -271,6 +282,10 @@ class Pipeline:
         self.source: videoio.VideoInfo | None = None
         stored = checkpoint_config(opt.checkpoint)
         self.prior = opt.face if opt.face is not None else (stored.face if stored else None)
+        # seconds spent in each part of the deblur stage (they run interleaved, chunk by chunk)
+        self.parts = {"decode": 0.0, "align": 0.0, "network": 0.0, "blend": 0.0}
+        self.max_frames_held = 0
+        self._deblur_key = ""
 
     def say(self, msg: str) -> None:
         if not self.o.quiet:
@@ -295,6 +310,10 @@ class Pipeline:
         check_output(o.work_dir, [o.input], "working folder")
         if o.frames_out is not None:
             check_output(o.frames_out, [o.input], "--frames_out folder")
+        for flag, v in (("--batch", o.batch), ("--chunk", o.chunk), ("--detect_every", o.detect_every)):
+            if v < 1:
+                raise InputError(f"{flag} must be at least 1, got {v}")
+        network_flags(o.model_args)
         if o.max_frames is not None and o.max_frames < 1:
             raise InputError(f"--max_frames must be at least 1, got {o.max_frames}")
         if o.max_gap < -1:
@@ -338,28 +357,25 @@ class Pipeline:
     # -- stage list: (name, description, settings, function)
     def stages(self):
         o = self.o
-        st = [("frames", "decode the video to PNG frames", {**self._source_id(), "fps": str(o.fps)},
-               self.run_frames),
-              ("landmarks", "five facial landmarks per frame (facePointDetection)", {"max_gap": o.max_gap},
-               self.run_landmarks),
-              ("region", "full frames" if o.full_frame else "face-centred crop window",
-               {"full": o.full_frame, "margin": o.margin, "context": o.context, "multiple": o.multiple},
-               self.run_region),
-              ("reconstruct", "3D face coefficients (demo.py, " + ("R-Net" if o.rnet else "landmark fitting") + ")",
-               {"rnet": str(o.rnet), "bfm": str(o.bfm), "prior": self.prior != "none"}, self.run_reconstruct),
-              ("render", "render the 3D face prior (demo_render.py)", {"bfm": str(o.bfm), "prior": self.prior != "none"},
-               self.run_render),
-              ("align", f"warp neighbours onto every frame (--align {o.align})",
-               {"align": o.align, "flow": o.flow}, self.run_align),
-              ("deblur", "deblurring network (run_model.py --phase test)",
-               {"ckpt": str(o.checkpoint.resolve()), "ckpt_mtime": _tree_mtime(o.checkpoint), "face": o.face,
-                "levels": o.levels, "args": o.model_args}, self.run_deblur),
-              ("blend", "paste the face window back (feathered)" if not o.full_frame else "collect frames",
-               {"feather": o.feather}, self.run_blend),
-              ("encode", "H.264 video with the input's frame times, size and audio",
-               {"out": str(o.output.resolve()), "frames_out": str(o.frames_out), "no_audio": o.no_audio},
-               self.run_encode)]
-        return st
+        return [("landmarks", "decode; five landmarks per frame (MTCNN on the face, tracked between)",
+                 {**self._source_id(), "fps": str(o.fps), "max_gap": o.max_gap, "every": o.detect_every},
+                 self.run_landmarks),
+                ("region", "full frames" if o.full_frame else "face-centred crop window",
+                 {"full": o.full_frame, "margin": o.margin, "context": o.context, "multiple": o.multiple},
+                 self.run_region),
+                ("reconstruct", "3D face coefficients (demo.py's function, " + ("R-Net" if o.rnet else "landmark fitting")
+                 + ")", {"rnet": str(o.rnet), "bfm": str(o.bfm), "prior": self.prior != "none"}, self.run_reconstruct),
+                ("render", "render the 3D face prior (demo_render.py's function)",
+                 {"bfm": str(o.bfm), "prior": self.prior != "none"}, self.run_render),
+                ("deblur", f"align neighbours (--align {o.align}), network, " + ("collect frames" if o.full_frame else
+                                                                                 "paste the face window back"),
+                 {"align": o.align, "flow": o.flow, "ckpt": str(o.checkpoint.resolve()),
+                  "ckpt_mtime": _tree_mtime(o.checkpoint), "face": o.face, "levels": o.levels, "args": o.model_args,
+                  "precision": o.precision, "xla": o.xla, "feather": o.feather, "chunk": o.chunk,
+                  "keep": o.keep_intermediates}, self.run_deblur),
+                ("encode", "H.264 video with the input's frame times, size and audio",
+                 {"out": str(o.output.resolve()), "frames_out": str(o.frames_out), "no_audio": o.no_audio},
+                 self.run_encode)]
 
     def segments(self) -> list[dict]:
         """Stretches of consecutive frames with a face: [{'name', 'first', 'last'}] (0-based)."""
@@ -367,17 +383,16 @@ class Pipeline:
         return json.loads(path.read_text())["segments"] if path.is_file() else []
 
     def outputs(self, stage: str) -> list[Path]:
-        """Folders a stage writes (removed before it re-runs with changed settings)."""
-        v = self.name
+        """What a stage writes (removed before it re-runs with changed settings)."""
         segs = [s["name"] for s in self.segments()]
-        return {"frames": [self.full / v / "blurry"],
-                "landmarks": [self.full / v / "face", self.full / v / "face68"],
+        return {"landmarks": [self.work / "landmarks.npy"],
                 # new stretches of frames with a face: everything made from the old ones goes
                 "region": [self.data, self.tset, self.result],
                 "reconstruct": [self.tset / s / "face" for s in segs],
                 "render": [self.tset / s / "render" for s in segs] + [self.data / s / "face_render" for s in segs],
-                "align": [self.tset / s / f"blur_{k}" for s in segs for k in range(-4, 5)],
-                "deblur": [self.result], "blend": [self.final, self.final_render], "encode": []}[stage]
+                "deblur": [self.final, self.final_render, self.result, self.work / "progress.json"]
+                + [self.tset / s / f"blur_{k}" for s in segs for k in range(-4, 5)],
+                "encode": []}[stage]
 
     def run(self) -> dict:
         o = self.o
@@ -407,21 +422,25 @@ class Pipeline:
                 continue
             self.say(f"{head} ...")
             if state.stale(name, key):
-                # settings changed since this stage last ran: the tools skip files that exist,
+                # settings changed since this stage last ran: the stages skip files that exist,
                 # so outputs made with the old settings must go
                 for d in self.outputs(name):
                     if d.is_dir():
                         shutil.rmtree(d)
+                    elif d.is_file():
+                        d.unlink()
             state.start(name, key)
+            if name == "deblur":
+                self._deblur_key = key  # finished chunks count only for these settings
             t0 = time.perf_counter()
-            try:
-                fn()
-            except ToolInputError as e:
-                raise InputError(self._user_message(e)) from None
+            fn()
             dt = time.perf_counter() - t0
             timings[name] = dt
             state.mark(name, key, dt)
             self.say(f"{' ' * len(f'[{i}/{len(stages)}]')} {name:<11} done in {dt:.1f} s")
+            if name == "deblur" and dt > 0:
+                self.say(f"{' ' * len(f'[{i}/{len(stages)}]')} {'':<11} " + ", ".join(
+                    f"{k} {v:.1f} s" for k, v in self.parts.items()))
         total = time.perf_counter() - t_all
         info = json.loads((self.work / "video.json").read_text())
         written = json.loads((self.work / "encoded.json").read_text())
@@ -431,8 +450,10 @@ class Pipeline:
             self.say("    " + line)
         for n in self._all_notes():
             self.say("NOTE: " + n)
-        return {"timings": timings, "total_s": total, "notes": self._all_notes(), "video": info,
-                "encoded": written, "summary": summary}
+        write_text(self.work / "timings.json", json.dumps({"stages": timings, "deblur_parts": self.parts,
+                                                            "total_s": total}, indent=1) + "\n")
+        return {"timings": timings, "deblur_parts": dict(self.parts), "total_s": total, "notes": self._all_notes(),
+                "video": info, "encoded": written, "summary": summary, "max_frames_held": self.max_frames_held}
 
     def summary_lines(self, info: dict, enc: dict) -> list[str]:
         """What the output is, against the input: size, timing, audio, frames without a face."""
@@ -463,21 +484,6 @@ class Pipeline:
             lines.append("frames without a face: none")
         return lines
 
-    def _user_message(self, e: ToolInputError) -> str:
-        """A stage tool's bad-input message in terms of the user's input, not the working folder."""
-        msg = e.message
-        frames = str(self.full / self.name / "blurry")
-        msg = re.sub(re.escape(frames) + r"/(\d{5})\.png", lambda m: f"frame {int(m.group(1))}", msg)
-        msg = msg.replace(frames, "its frames").replace(str(self.work), "<working folder>")
-        if "no face detected in any" in msg:
-            n = len(png_frames(self.full / self.name / "blurry"))
-            return (f"{self.o.input}: no face detected in any of its {n} frames (MTCNN, faces of at least "
-                    "20 pixels); nothing to deblur")
-        src = str(self.o.input.resolve())
-        if msg.startswith(src):  # the tool already names the user's file (e.g. one frame of a folder)
-            return str(self.o.input) + msg[len(src):]
-        return f"{self.o.input}: {msg} ({e.tool})"
-
     def _all_notes(self) -> list[str]:
         path = self.work / "notes.json"
         return json.loads(path.read_text()) if path.is_file() else []
@@ -491,21 +497,44 @@ class Pipeline:
         write_text(self.work / "notes.json", json.dumps(notes, indent=1) + "\n")
 
     # -- stages
-    def run_frames(self) -> None:
+    def run_landmarks(self) -> None:
+        """Decode the clip once, frame by frame, and follow the face: (T, 5, 2) landmarks.
+
+        MTCNN runs on a face-sized window every `--detect_every` frames and the points are
+        tracked in between (facePointDetection/track.py); the detections end in the landmark
+        stage's own `finish_track` (one face, gaps of at most --max_gap filled). Writes
+        landmarks.npy (NaN rows: no face), video.json (frame count, size, timing).
+        """
+        from facePointDetection.detect import FivePointDetector
+        from facePointDetection.pipeline import finish_track
+        from facePointDetection.track import LandmarkTracker
+
         o = self.o
-        out = self.full / self.name / "blurry"
-        cmd = [self.py, "-m", "preprocess", "frames", "--video", str(o.input.resolve()), "--dataset",
-               str(self.full), "--name", self.name, "--subdir", "blurry"]
-        if o.max_frames:
-            cmd += ["--max_frames", str(o.max_frames)]
-        run_tool(cmd, self.logs / "frames.log", self.env)
-        frames = png_frames(out)
-        if not frames:
+        tracker = LandmarkTracker(FivePointDetector(), every=o.detect_every)
+        dets, size = [], None
+        for _, frame in self.decode():
+            if size is None:
+                size = (frame.shape[1], frame.shape[0])
+            dets.append(tracker(frame))
+        if not dets:
             raise InputError(f"{o.input}: no frames could be decoded")
-        h, w = read_image(frames[0]).shape[:2]
-        info = {"input": str(o.input), "name": self.name, "size": [w, h], "frames": len(frames),
-                "timing": self._timing(len(frames), (w, h)),
-                "audio": self.source.audio if self.source else []}
+        n, (w, h) = len(dets), size
+        c = tracker.counts
+        self.say(f"    {n} frames: MTCNN on {c['window']} face windows and {c['whole']} whole frames, "
+                 f"{c['tracked']} tracked, {c['none']} without a face")
+        try:
+            pts, _, keep, _ = finish_track(dets, 0.0, o.max_gap)
+        except ValueError:
+            raise InputError(f"{o.input}: no face detected in any of its {n} frames (MTCNN, faces of at "
+                             "least 20 pixels); nothing to deblur") from None
+        pts[..., 0] = np.clip(pts[..., 0], 0, w - 1)
+        pts[..., 1] = np.clip(pts[..., 1], 0, h - 1)
+        with atomic_path(self.work / "landmarks.npy") as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, pts)
+        info = {"input": str(o.input), "name": self.name, "size": [w, h], "frames": n,
+                "timing": self._timing(n, (w, h)), "audio": self.source.audio if self.source else [],
+                "detection": c}
         write_text(self.work / "video.json", json.dumps(info, indent=1) + "\n")
 
     def _timing(self, n: int, size) -> dict:
@@ -533,152 +562,238 @@ class Pipeline:
                 "times": [str(t) for t in times], "end": str(end), "timescale": src.time_base.denominator,
                 "trim_audio": n < src.frames}
 
-    def run_landmarks(self) -> None:
-        text = run_tool([self.py, "-m", "facePointDetection", "--dataset", str(self.full), "--points", "5",
-                          "--max_gap", str(self.o.max_gap)], self.logs / "landmarks.log", self.env)
-        self._note(model_lines(text))
+    def decode(self):
+        """(index, RGB uint8 frame) of the input in order, one at a time (preprocess's decoder:
+        the frames stage's own; InputError naming the user's file or frame)."""
+        from preprocess.video import iter_video
 
-    def _landmarks(self, n: int) -> np.ndarray:
+        return iter_video(self.o.input, self.o.max_frames)
+
+    def _landmarks(self) -> np.ndarray:
         """(T, 5, 2) landmarks of the full frames, NaN where there is no face."""
-        pts = np.full((n, 5, 2), np.nan)
-        for k in range(n):
-            p = self.full / self.name / "face" / frame_name(k + 1, ".txt")
-            if p.is_file():
-                pts[k] = read_points(p)
-        return pts
+        return np.load(self.work / "landmarks.npy")
 
     def run_region(self) -> None:
-        """Cut the clip into stretches of frames with a face; each becomes one clip of the dataset.
+        """Cut the clip into stretches of frames with a face (segments) and place the face window.
 
-        Frames without a face (facePointDetection wrote no landmarks: more than --max_gap frames
-        without a detection) are left out of every later stage and pass through unchanged.
+        Frames without a face (more than --max_gap frames without a detection) are left out of
+        every later stage and pass through unchanged. Writes boxes.txt and segments.json.
         """
         from pipeline import face_region as fr
 
-        frames = png_frames(self.full / self.name / "blurry")
-        pts = self._landmarks(len(frames))
+        pts = self._landmarks()
+        info = json.loads((self.work / "video.json").read_text())
+        n, (w, h) = info["frames"], info["size"]
         has_face = np.isfinite(pts[:, 0, 0])
         if not has_face.any():
             raise InputError(f"{self.o.input}: no face was found in any frame (facePointDetection)")
         for d in (self.data, self.tset, self.result):
             if d.is_dir():
                 shutil.rmtree(d)
-        h, w = read_image(frames[0]).shape[:2]
         runs = tracks.runs(has_face)
         side = (w, h) if self.o.full_frame else fr.box_side(pts, (w, h), self.o.margin, self.o.context,
                                                              self.o.multiple)
         segments, box_lines = [], []
         for a, b in runs:
-            seg = self.name if len(runs) == 1 and (a, b) == (0, len(frames)) else f"{self.name}_{a + 1:05d}-{b:05d}"
+            seg = self.name if len(runs) == 1 and (a, b) == (0, n) else f"{self.name}_{a + 1:05d}-{b:05d}"
             boxes = np.tile([0, 0, w, h], (b - a, 1)) if self.o.full_frame else \
                 fr.face_boxes(pts[a:b], (w, h), self.o.margin, self.o.context, self.o.multiple, side=side)
-            for j, (k, box) in enumerate(zip(range(a, b), boxes)):
-                src, dst = frames[k], self.data / seg / "blurry" / frame_name(j + 1)
-                if self.o.full_frame:
-                    _link_or_copy(src, dst)
-                else:
-                    write_image(dst, fr.crop(read_image(src), box))
-                write_points(self.data / seg / "face" / frame_name(j + 1, ".txt"), fr.shift_points(pts[k], box))
-                box_lines.append(f"{frame_name(k + 1)} {box[0]} {box[1]} {box[2]} {box[3]}\n")
+            box_lines += [f"{frame_name(k + 1)} {x0} {y0} {x1} {y1}\n" for k, (x0, y0, x1, y1) in zip(range(a, b), boxes)]
             segments.append({"name": seg, "first": a, "last": b - 1})
         no_face = [int(k) for k in np.flatnonzero(~has_face)]
         write_text(self.work / "boxes.txt", "".join(box_lines))
         write_text(self.work / "segments.json", json.dumps({"segments": segments, "no_face": no_face}) + "\n")
-        info = json.loads((self.work / "video.json").read_text())
         info["no_face"] = no_face
         write_text(self.work / "video.json", json.dumps(info, indent=1) + "\n")
         if no_face:
-            self._note([f"no face in frames {_span_text(no_face)} ({len(no_face)} of {len(frames)}; gaps longer "
+            self._note([f"no face in frames {_span_text(no_face)} ({len(no_face)} of {n}; gaps longer "
                         f"than --max_gap {self.o.max_gap} frames): they pass through unchanged"])
         if not self.o.full_frame:
             bw, bh = side
             self.say(f"    face window {bw}x{bh} of {w}x{h} ({100.0 * bw * bh / (w * h):.0f}% of the frame)")
 
-    def run_reconstruct(self) -> None:
-        if self.prior == "none":
-            self.say("    not needed: the network uses no 3D face prior (--face none)")
-            return
-        cmd = [self.py, "demo.py", "--input_path", str(self.data), "--output_path", str(self.tset)]
-        if self.o.rnet:
-            cmd += ["--rnet", str(Path(self.o.rnet).resolve())]
-        if self.o.bfm:
-            cmd += ["--bfm", str(Path(self.o.bfm).resolve())]
-        self._note(model_lines(run_tool(cmd, self.logs / "reconstruct.log", self.env)))
-
-    def run_render(self) -> None:
-        if self.prior == "none":
-            self.say("    not needed: the network uses no 3D face prior (--face none)")
-            return
-        cmd = [self.py, "demo_render.py", "--coeff_path", str(self.tset), "--data_path", str(self.data)]
-        if self.o.bfm:
-            cmd += ["--bfm", str(Path(self.o.bfm).resolve())]
-        self._note(model_lines(run_tool(cmd, self.logs / "render.log", self.env)))
-
-    def run_align(self) -> None:
-        cmd = [self.py, "-m", "preprocess", "align", "--dataset", str(self.data), "--out", str(self.tset),
-               "--datalist", "", "--align", self.o.align, "--flow", self.o.flow,
-               "--jobs", str(self.o.jobs)]
-        run_tool(cmd, self.logs / "align.log", self.env)
-
-    def run_deblur(self) -> None:
-        if self.result.is_dir():
-            shutil.rmtree(self.result)
-        cmd = [self.py, "run_model.py", "--phase", "test", "--input_path", str(self.tset), "--output_path",
-               str(self.result), "--checkpoint", str(self.o.checkpoint.resolve()), "--gpu", str(self.o.gpu)]
-        if self.o.face is not None:
-            cmd += ["--face", self.o.face]
-        if self.o.levels is not None:
-            cmd += ["--levels", str(self.o.levels)]
-        cmd += list(self.o.model_args)
-        self._note(model_lines(run_tool(cmd, self.logs / "deblur.log", self.env)))
-        for seg in self.segments():
-            n_in = len(png_frames(self.data / seg["name"] / "blurry"))
-            n_out = len(png_frames(self.result / seg["name"]))
-            if n_out != n_in:
-                raise StageError(f"run_model.py wrote {n_out} frames to {self.result / seg['name']}, expected {n_in}")
-
-    def run_blend(self) -> None:
-        from pipeline import face_region as fr
-
-        for d in (self.final, self.final_render):
-            if d.is_dir():
-                shutil.rmtree(d)
-        frames = png_frames(self.full / self.name / "blurry")
-        boxes = {}
+    def _boxes(self) -> dict:
+        """{0-based frame index: (x0, y0, x1, y1)} of the frames with a face."""
+        out = {}
         for line in (self.work / "boxes.txt").read_text().splitlines():
             name, *box = line.split()
-            boxes[name] = [int(v) for v in box]
+            out[int(Path(name).stem) - 1] = tuple(int(v) for v in box)
+        return out
+
+    def _where(self) -> dict:
+        """{frame index: (segment name, first, last, 1-based index in the segment)}."""
         where = {}
         for seg in self.segments():
             for j, k in enumerate(range(seg["first"], seg["last"] + 1)):
-                where[k] = (seg["name"], frame_name(j + 1))
-        for k, f in enumerate(frames):
+                where[k] = (seg["name"], seg["first"], seg["last"], j + 1)
+        return where
+
+    def _write_windows(self) -> None:
+        """The face windows and their landmarks in the dataset layout (dataset/<seg>/{blurry,
+        face}/), which the 3D-prior stages read; one decoding pass, one frame at a time."""
+        from pipeline import face_region as fr
+
+        boxes, where, pts = self._boxes(), self._where(), self._landmarks()
+        for k, frame in self.decode():
             if k not in where:
-                # no face: the input frame itself, and no prior
-                _link_or_copy(f, self.final / f.name)
-                if self.prior != "none":
-                    write_image(self.final_render / f.name, np.zeros_like(read_image(f)))
                 continue
-            seg, local = where[k]
-            res = self.result / seg / local
-            if self.o.full_frame:
-                _link_or_copy(res, self.final / f.name)
-            else:
-                write_image(self.final / f.name, fr.blend(read_image(f), read_image(res), boxes[f.name],
-                                                          self.o.feather))
-            render = self.tset / seg / "render" / local
-            if render.is_file():
-                # the 3D prior in full-frame coordinates, for comparison strips (black outside the window)
-                frame = read_image(f)
-                canvas = np.zeros_like(frame)
-                x0, y0, x1, y1 = boxes[f.name]
-                canvas[y0:y1, x0:x1] = read_image(render)
-                write_image(self.final_render / f.name, canvas)
+            seg, _, _, j = where[k]
+            dst = self.data / seg / "blurry" / frame_name(j)
+            if not dst.is_file():
+                write_image(dst, frame if self.o.full_frame else fr.crop(frame, boxes[k]), fast=True)
+            write_points(self.data / seg / "face" / frame_name(j, ".txt"), fr.shift_points(pts[k], boxes[k]))
+
+    def run_reconstruct(self) -> None:
+        """3D face coefficients of every face window: demo.py's function, in this process."""
+        if self.prior == "none":
+            self.say("    not needed: the network uses no 3D face prior (--face none)")
+            return
+        from faceReconstruction.pipeline import run_coefficients
+
+        self._write_windows()
+        lines = []
+        run_coefficients(self.data, self.tset, bfm=self.o.bfm, rnet=self.o.rnet, log=lines.append, progress=False)
+        self._log("reconstruct", lines)
+
+    def run_render(self) -> None:
+        """The 3D prior restored into every face window: demo_render.py's function, in this process."""
+        if self.prior == "none":
+            self.say("    not needed: the network uses no 3D face prior (--face none)")
+            return
+        from faceReconstruction.pipeline import run_render
+
+        lines = []
+        run_render(self.tset, self.data, bfm=self.o.bfm, log=lines.append, progress=False)
+        self._log("render", lines)
+
+    def _log(self, stage: str, lines: list[str]) -> None:
+        write_text(self.logs / f"{stage}.log", "".join(f"{x}\n" for x in lines))
+        self._note(model_lines("\n".join(lines)))
+
+    def load_network(self):
+        """The network, loaded once: (Deblurrer, NetworkConfig). The checkpoint's stored settings
+        win over --face/--levels/--model_args (reported, as run_model.py does)."""
+        import os
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from common.flags import select_gpu
+        from deblur.checkpoint import load_generator, resolve
+        from deblur.inference import Deblurrer
+        from deblur.precision import set_precision
+
+        o = self.o
+        select_gpu(o.gpu)
+        precision = set_precision(o.precision)
+        flags = network_flags(o.model_args)
+        if o.face is not None:
+            flags["face"] = o.face
+        if o.levels is not None:
+            flags["levels"] = o.levels
+        notes = []
+        net, cfg, step = load_generator(o.checkpoint, flags, log=notes.append)
+        for line in notes:
+            self.say("    " + line)
+        self.say(f"    network {resolve(o.checkpoint)[1]} (step {step}): {cfg.to_dict()}, precision {precision}"
+                 f"{' (auto)' if o.precision == 'auto' else ''}, {'XLA' if o.xla else 'no XLA'}, batch {o.batch}")
+        self._note([f"network: {resolve(o.checkpoint)[1]}, precision {precision}"])
+        return Deblurrer(net, cfg, jit_compile=o.xla, source=str(resolve(o.checkpoint)[1])), cfg
+
+    def run_deblur(self) -> None:
+        """Align, deblur and blend the clip chunk by chunk, in memory; `final/NNNNN.png` per frame.
+
+        Frames are decoded in order into a `FrameWindow` that holds a chunk plus the temporal
+        context the neighbour alignment needs, never the whole clip. Per chunk: the face window of
+        every frame (`face_region.crop`), its neighbours warped onto it (`preprocess.align.
+        align_neighbour`, the align stage's function, clamped to the frame's stretch of frames
+        with a face as the stage tools clamp to a clip), the network in batches of --batch
+        (`Deblurrer.deblur_batch`), the result pasted back (`face_region.blend`). A finished
+        chunk is recorded in `progress.json`: a re-run after a kill starts at the first
+        unfinished chunk. Frames without a face are the input frame.
+        """
+        from deblur.network import uses_coeff, uses_render
+        from common.frames import frame_offsets
+        from common.fileio import read_coeff
+        from pipeline import face_region as fr
+        from preprocess.align import align_neighbour
+
+        o = self.o
+        info = json.loads((self.work / "video.json").read_text())
+        n = info["frames"]
+        boxes, where = self._boxes(), self._where()
+        progress = Progress(self.work / "progress.json", self._deblur_key)
+        chunks = [(a, min(a + o.chunk, n)) for a in range(0, n, o.chunk)]
+        if all(progress.done(c) for c in range(len(chunks))):
+            return
+        deblurrer, cfg = self.load_network()
+        offsets = frame_offsets(cfg.n_frames)
+        r = max(abs(x) for x in offsets)
+        prior = self.prior != "none"
+        parts = self.parts
+        window = FrameWindow(self.decode(), n, keep=o.chunk + 2 * r)
+        for c, (a, b) in enumerate(chunks):
+            if progress.done(c):
+                continue
+            t0 = time.perf_counter()
+            window.release_before(a - r)
+            frames = {k: window.get(k) for k in range(max(0, a - r), min(n, b + r))}
+            parts["decode"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            crops = {k: (f if o.full_frame else fr.crop(f, boxes[k])) for k, f in frames.items() if k in where}
+            items, order = [], []
+            for t in range(a, b):
+                if t not in where:
+                    continue
+                seg, first, last, j = where[t]
+                stack = []
+                for off in offsets:
+                    i = min(max(t + off, first), last)
+                    stack.append(crops[t] if i == t else align_neighbour(crops[t], crops[i], o.align, o.flow)[0])
+                render = read_image(self.tset / seg / "render" / frame_name(j)) if uses_render(cfg.face) else None
+                coeff = read_coeff(self.tset / seg / "face" / frame_name(j, ".txt")) if uses_coeff(cfg.face) else None
+                items.append((stack, render, coeff))
+                order.append(t)
+                if o.keep_intermediates:
+                    for off, img in zip(offsets, stack):
+                        write_image(self.tset / seg / f"blur_{off}" / frame_name(j), img, fast=True)
+                    write_image(self.data / seg / "blurry" / frame_name(j), crops[t], fast=True)
+            parts["align"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            results = []
+            for i in range(0, len(items), o.batch):
+                results += deblurrer.deblur_batch(items[i:i + o.batch], batch_size=o.batch)
+            parts["network"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            res = dict(zip(order, results))
+            for t in range(a, b):
+                name = frame_name(t + 1)
+                if t not in res:
+                    # no face: the input frame itself, and no prior
+                    write_image(self.final / name, frames[t], fast=True)
+                    if prior:
+                        write_image(self.final_render / name, np.zeros_like(frames[t]), fast=True)
+                    continue
+                seg, _, _, j = where[t]
+                out = res[t] if o.full_frame else fr.blend(frames[t], res[t], boxes[t], o.feather)
+                write_image(self.final / name, out, fast=True)
+                if o.keep_intermediates:
+                    write_image(self.result / seg / frame_name(j), res[t], fast=True)
+                if prior and uses_render(cfg.face):
+                    # the 3D prior in full-frame coordinates, for comparison strips (black outside)
+                    canvas = np.zeros_like(frames[t])
+                    x0, y0, x1, y1 = boxes[t]
+                    canvas[y0:y1, x0:x1] = read_image(self.tset / seg / "render" / frame_name(j))
+                    write_image(self.final_render / name, canvas, fast=True)
+            progress.mark(c)
+            parts["blend"] += time.perf_counter() - t0
+            self.say(f"    frames {a + 1}-{b} of {n} done")
+        self.max_frames_held = window.max_held
 
     def run_encode(self) -> None:
         o = self.o
         info = json.loads((self.work / "video.json").read_text())
         frames = png_frames(self.final)
+        if len(frames) != info["frames"]:
+            raise StageError(f"{self.final} holds {len(frames)} frames, expected {info['frames']}")
         t = info["timing"]
         if t["mode"] == "source":
             times, end = [Fraction(x) for x in t["times"]], Fraction(t["end"])
@@ -708,6 +823,92 @@ class Pipeline:
             dst.mkdir(parents=True, exist_ok=True)
             for f in frames:
                 shutil.copyfile(f, dst / f.name)
+
+
+class FrameWindow:
+    """Frames of a decoder kept in memory by index, at most `keep` at a time.
+
+    `get(k)` decodes forward until frame k (frames are never decoded twice: the video command
+    asks for them in increasing order, a chunk plus its temporal context); `release_before(k)`
+    forgets the frames before k. `max_held` is the most frames ever held (the test checks the
+    bound: memory does not grow with the clip's length). RuntimeError when a frame before the
+    window is asked for again, or when holding it would exceed `keep`.
+    """
+
+    def __init__(self, frames, n: int, keep: int):
+        self._it, self.n, self.keep = iter(frames), n, keep
+        self._held: dict = {}
+        self._next = 0
+        self._floor = 0  # frames before it are dropped as soon as they are decoded (skipped chunks)
+        self.max_held = 0
+
+    def release_before(self, k: int) -> None:
+        self._floor = max(self._floor, k)
+        for i in [i for i in self._held if i < k]:
+            del self._held[i]
+
+    def get(self, k: int) -> np.ndarray:
+        if k in self._held:
+            return self._held[k]
+        if k < self._next or k < self._floor:
+            raise RuntimeError(f"frame {k} was released already")
+        while self._next <= k:
+            try:
+                _, frame = next(self._it)
+            except StopIteration:
+                raise StageError(f"the input ended at frame {self._next}, before frame {k + 1} of the "
+                                 f"{self.n} counted in the landmark pass") from None
+            if self._next >= self._floor:
+                self._held[self._next] = frame
+            self._next += 1
+            if len(self._held) > self.keep:
+                raise RuntimeError(f"{len(self._held)} frames held, more than {self.keep}")
+            self.max_held = max(self.max_held, len(self._held))
+        return self._held[k]
+
+
+class Progress:
+    """Finished chunks of the deblur stage (`<work>/progress.json`), valid for one settings key.
+
+    Written atomically after a chunk's frames are all on disk, so a killed run loses at most
+    the chunk it was in."""
+
+    def __init__(self, path: Path, key: str):
+        self.path, self.key = path, key
+        try:
+            data = json.loads(path.read_text()) if path.is_file() else {}
+        except json.JSONDecodeError:
+            data = {}
+        self.chunks = set(data.get("chunks", [])) if data.get("key") == key else set()
+
+    def done(self, c: int) -> bool:
+        return c in self.chunks
+
+    def mark(self, c: int) -> None:
+        self.chunks.add(c)
+        write_text(self.path, json.dumps({"key": self.key, "chunks": sorted(self.chunks)}) + "\n")
+
+
+def network_flags(model_args) -> dict:
+    """run_model.py network flags given through --model_args ("--channels 16 --model gray")
+    as a dict for `load_generator` (the checkpoint's stored settings still win)."""
+    import argparse
+
+    from deblur.config import MODELS
+
+    ap = argparse.ArgumentParser(prog="--model_args", add_help=False)
+    ap.add_argument("--channels", type=int)
+    ap.add_argument("--model", choices=MODELS)
+    ap.add_argument("--n_frames", type=int)
+    ap.add_argument("--residual", action="store_true", default=None)
+    try:
+        a, rest = ap.parse_known_args(list(model_args))
+    except SystemExit:
+        raise InputError(f"--model_args {' '.join(model_args)!r}: cannot parse") from None
+    if rest:
+        raise InputError(f"--model_args: unknown network flags {rest} (known: --channels, --model, --n_frames, "
+                         "--residual)")
+    return {k: v for k, v in vars(a).items() if v is not None}
 
 
 def checkpoint_config(path) -> NetworkConfig | None:
