@@ -101,9 +101,10 @@ def test_run_model_test_phase_uses_the_shipped_model_by_default(vd001_run):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
-    "issue 10 open: the shipped model scores 31.31 dB / 0.9067 on vd001 against the blurry "
-    "input's 32.49 dB / 0.9105 (checkpoints/MODEL_CARD.md, 'The authors' clip'); strict, so a "
-    "model that meets the criterion makes this test fail until the marker is removed"))
+    "issue 10 open: the shipped model scores 32.02 dB / 0.9137 on vd001 against the blurry "
+    "input's 32.49 dB / 0.9105: SSIM higher, PSNR not (checkpoints/MODEL_CARD.md, 'The authors' "
+    "clip'); strict, so a model that meets the criterion makes this test fail until the marker "
+    "is removed"))
 def test_shipped_model_beats_the_blurry_input_on_vd001(vd001_run):
     """Issue 10: on the authors' own blur (never trained on) the shipped model beats the blurry
     input in PSNR and SSIM."""
