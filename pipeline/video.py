@@ -399,6 +399,13 @@ class Pipeline:
         self.check_inputs()
         fresh = not self.work.exists()
         self.work.mkdir(parents=True, exist_ok=True)
+        if not fresh:
+            # A killed run can leave the temp file of a write it never renamed
+            # (common/fileio.atomic_path names them `.<stem>.<random>.tmp<ext>`); nothing
+            # reads them, and a resumed run rewrites that file, so they are only litter.
+            for tmp in self.work.rglob(".*.tmp*"):
+                if tmp.is_file():
+                    tmp.unlink()
         try:
             return self._run_stages()
         except InputError:

@@ -181,6 +181,10 @@ def test_face_leaves_frame_passes_through_untouched_and_resumes(ckpts, tmp_path)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists(), "the run finished before it could be interrupted"
+    # a kill between an atomic write and its rename leaves a temp file; plant one so the
+    # clean-up on resume is checked whatever moment the kill hit
+    (work / "full" / ".00001.deadbeef.tmp.png").parent.mkdir(parents=True, exist_ok=True)
+    (work / "full" / ".00001.deadbeef.tmp.png").write_bytes(b"partial")
 
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
