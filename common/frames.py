@@ -22,7 +22,8 @@ def image_files(folder) -> list[Path]:
     """Image files of a frame folder (any of IMAGE_EXTS) in natural name order; hidden files
     (the temporary files of killed writes) are not frames."""
     return sorted((f for f in Path(folder).iterdir()
-                   if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".")), key=natural_key)
+                   if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".") and f.is_file()),
+                  key=natural_key)
 
 
 def frame_folder_files(folder) -> list[Path]:

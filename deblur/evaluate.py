@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 from common import metrics
 from common.videoio import write_video
+from common.frames import image_files
 from common.fileio import InputError, atomic_path, read_image, write_image, write_text
 from common.paths import dlib_model_path
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_y", "id_dist")
 
 
@@ -73,13 +73,8 @@ class IdentityScorer:
 
 
 # ----------------------------------------------------------------------------- folders
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS
-                  and not p.name.startswith("."))
-
-
 def _has_images(folder: Path) -> bool:
-    return folder.is_dir() and len(_images(folder)) > 0
+    return folder.is_dir() and len(image_files(folder)) > 0
 
 
 def _video_dirs(pred: Path) -> dict[str, Path]:
@@ -152,7 +147,7 @@ def evaluate(pred, gt, blurry=None, identity: bool = True, progress=None) -> Rep
             bdir = _resolve(blurry, video, ("blurry", "blur_0", ""), single)
             if bdir is None:
                 raise InputError(f"{blurry}: no blurry frames for video '{video}'")
-        for p in _images(pdir):
+        for p in image_files(pdir):
             g = gdir / p.name
             if not g.is_file():
                 raise InputError(f"{g}: ground-truth frame missing for prediction {p}")
@@ -310,7 +305,7 @@ def write_comparison(pred, gt, out_dir, blurry=None, render=None, fps: float = 1
         bdir = _resolve(Path(blurry), video, ("blurry", "blur_0", ""), single) if blurry else None
         rdir = _resolve(Path(render), video, ("render", ""), single) if render else None
         frames = []
-        for p in _images(pdir):
+        for p in image_files(pdir):
             gimg = read_image(gdir / p.name)
             pimg = _load_pair(p, gimg.shape, "predicted")
             bimg = _load_pair(bdir / p.name, gimg.shape, "blurry") if bdir and (bdir / p.name).is_file() else None
@@ -324,6 +319,6 @@ def write_comparison(pred, gt, out_dir, blurry=None, render=None, fps: float = 1
             frames.append(strip)
         mp4 = out_dir / f"{video}.mp4"
         write_video(mp4, frames, fps)  # common/videoio.py: H.264, atomic
-        written[video] = {"pngs": [str(out_dir / video / p.with_suffix(".png").name) for p in _images(pdir)],
+        written[video] = {"pngs": [str(out_dir / video / p.with_suffix(".png").name) for p in image_files(pdir)],
                           "mp4": str(mp4)}
     return written

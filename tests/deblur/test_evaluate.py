@@ -101,6 +101,16 @@ def test_evaluate_report_and_cli(layout):
     assert n == N
 
 
+def test_prediction_listing_skips_temporaries_and_folders(layout):
+    """evaluate lists frames with common.frames.image_files: a killed write's hidden temporary
+    and a sub-folder named like an image are not frames."""
+    pred = layout / "results" / "vd001"
+    (pred / ".00002.png.tmp.png").write_bytes(b"not an image")
+    (pred / "extra.png").mkdir()
+    rep = ev.evaluate(layout / "results", layout / "dataset", identity=False)
+    assert [r["frame"] for r in rep.rows] == [f"{i:05d}.png" for i in range(1, N + 1)]
+
+
 def test_cli_bad_input_exits_2(layout):
     (layout / "dataset" / "vd001" / "sharp" / "00002.png").unlink()
     out = subprocess.run([sys.executable, "evaluate.py", "--pred", str(layout / "results"), "--gt",
