@@ -138,9 +138,9 @@ def video_run(root: Path, clip: Path, ckpt: Path, tmp: Path, tag: str, extra=())
     return r
 
 
-def old_checkpoint(old_root: Path, dst: Path) -> Path:
+def old_checkpoint(old_root: Path, dst: Path, arch: dict = ARCH) -> Path:
     code = ("import sys; from deblur.network import build_generator; from deblur.checkpoint import save_native; "
-            f"c = {ARCH!r}; save_native(sys.argv[1], build_generator(c['face'], c['levels'], c['model'], "
+            f"c = {arch!r}; save_native(sys.argv[1], build_generator(c['face'], c['levels'], c['model'], "
             "c['n_frames'], channels=c['channels']), c, 0)")
     dst.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-c", code, str(dst / "deblur-0.npz")], cwd=old_root, check=True,
@@ -200,6 +200,10 @@ def main(argv=None) -> int:
     ap.add_argument("--skip_old", action="store_true", help="do not run fbc6d9d")
     ap.add_argument("--skip_long", action="store_true", help="do not run the long clip (no memory comparison)")
     ap.add_argument("--skip_fidelity", action="store_true", help="do not run the fast-vs-reference comparison")
+    ap.add_argument("--channels", type=int, default=ARCH["channels"],
+                    help="width of the random-weight network both versions run (default 16, the shipped "
+                         "model's; a narrower one measures the pipeline around the network, e.g. memory "
+                         "against clip length, in less time)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "video_speed.json"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (outputs, logs)")
     a = ap.parse_args(argv)
@@ -208,19 +212,21 @@ def main(argv=None) -> int:
         return 2
     # a terminated benchmark still removes its git worktree (the finally below)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    arch = dict(ARCH, channels=a.channels)
     tmp = Path(tempfile.mkdtemp(prefix="bench_video_"))
     old_root = tmp / "old"
     res = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "load_average_before": load_average()},
            "source": str(SOURCE), "frames": a.frames, "loops": a.loops,
            "checkpoint": ("randomly initialised native checkpoint written by fbc6d9d's code, architecture "
-                          f"{ARCH} (the shipped model's; fbc6d9d cannot load the shipped checkpoint, which "
-                          "needs --residual); speed only"), "runs": {}}
+                          f"{arch} ({'the shipped model' if arch == ARCH else 'not the shipped model'}'s "
+                          "architecture; fbc6d9d cannot load the shipped checkpoint, which needs --residual); "
+                          "speed only"), "runs": {}}
     try:
         short, long = make_clips(tmp, a.frames, a.loops)
         subprocess.run(["git", "worktree", "add", "--detach", str(old_root), OLD_COMMIT], cwd=ROOT, check=True,
                        capture_output=True)
-        ckpt = old_checkpoint(old_root, tmp / "ckpt")
+        ckpt = old_checkpoint(old_root, tmp / "ckpt", arch)
         runs = res["runs"]
         runs["new_short"] = video_run(ROOT, short, ckpt, tmp, "new_short")
         save(res, a.out)
@@ -252,7 +258,7 @@ def main(argv=None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     save(res, a.out)
     print(json.dumps({k: v for k, v in res.items() if k != "runs"}, indent=1))
-    print(f"wrote {out}")
+    print(f"wrote {a.out}")
     return 0
 
 
