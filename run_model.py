@@ -124,12 +124,12 @@ def _main(argv=None) -> int:
 
     from common.errors import InputError
     from deblur.checkpoint import SHIPPED_CHECKPOINT, export_weights, import_tf1, load_generator, resolve
-    from deblur.config import NetworkConfig
+    from deblur.config import NetworkConfig, TrainConfig
     from deblur.train import default_train_dir, train
 
     # CheckpointMismatch and TrainingDiverged are InputErrors: run_cli reports them, exit 2
     if args.phase == "train":
-        train(args)
+        train(TrainConfig.from_args(args))
     elif args.phase == "import":
         if not args.checkpoint:
             raise InputError("--phase import needs --checkpoint (the TF1 checkpoint)")

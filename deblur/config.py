@@ -75,8 +75,14 @@ class NetworkConfig:
 
     @classmethod
     def from_args(cls, args) -> "NetworkConfig":
-        """From parsed command-line flags (run_model.py's network group)."""
-        return cls(**{k: getattr(args, k) for k in cls.keys() if hasattr(args, k)})
+        """From parsed command-line flags (run_model.py's network group); impossible values
+        raise InputError naming the flag (bad input, exit status 2)."""
+        from common.errors import InputError
+
+        try:
+            return cls(**{k: getattr(args, k) for k in cls.keys() if hasattr(args, k)})
+        except ValueError as e:
+            raise InputError(f"network flags: {e}") from None
 
     def replace(self, **changes) -> "NetworkConfig":
         return dataclasses.replace(self, **changes)
@@ -84,6 +90,86 @@ class NetworkConfig:
     def differences(self, other: "NetworkConfig") -> list[str]:
         """Names of the settings that differ from `other`."""
         return [k for k in self.keys() if getattr(self, k) != getattr(other, k)]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run's settings (run_model.py's training group; `deblur.train.train`'s input).
+
+    network         NetworkConfig of the network trained
+    datalist        8-column training list; data_root / train_root: roots of its sharp column
+                    and of its blurry, coefficient and render columns
+    batch_size, patch_size   samples per step, square crop side in px
+    epoch, max_steps         steps = epoch * len(datalist) // batch_size unless max_steps > 0
+                             (also the length of the learning-rate decay)
+    lr              initial learning rate (polynomial decay, power 0.3, to 0)
+    time_limit      seconds (0: none); stop_after: steps of this run (0: to the end)
+    checkpoint_dir  where to save/resume (None: checkpoints/<face>_<levels>_<patch>)
+    init_checkpoint weights to start from instead of random ones
+    save_every, keep, log_every   checkpoint every N steps, keep the last K, scalars every N
+    seed            seed of the initial weights, data order and crops
+    val_every, val_datalist, val_input_path, val_gt_path, val_frames   validation (see run_model.py)
+    precision       fp32 / bf16 / fp16 / auto; xla: compile the training step
+
+    Stored in every checkpoint's meta (`train_config`), so a run can be read back and resumed
+    with the settings it was made with.
+    """
+
+    network: NetworkConfig = NetworkConfig()
+    datalist: str = "./datalist_train.txt"
+    data_root: str = "./dataset"
+    train_root: str = "./training_set"
+    batch_size: int = 16
+    patch_size: int = 256
+    epoch: int = 4000
+    lr: float = 1e-4
+    max_steps: int = 0
+    time_limit: float = 0.0
+    stop_after: int = 0
+    checkpoint_dir: str | None = None
+    init_checkpoint: str | None = None
+    save_every: int = 1000
+    keep: int = 5
+    log_every: int = 20
+    seed: int = 0
+    val_every: int = 0
+    val_datalist: str | None = None
+    val_input_path: str | None = None
+    val_gt_path: str | None = None
+    val_frames: int = 0
+    precision: str = "fp32"
+    xla: bool = False
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """The training settings (without `network`)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "network")
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the training settings plus `network` (NetworkConfig.to_dict)."""
+        d = {k: getattr(self, k) for k in self.keys()}
+        return {"network": self.network.to_dict(), **{k: (str(v) if v is not None and not
+                                                          isinstance(v, (int, float, str, bool)) else v)
+                                                      for k, v in d.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "TrainConfig":
+        """From `to_dict` output; missing training keys take their defaults, unknown keys are
+        ignored (an older checkpoint's `args` has the command's other flags too)."""
+        net = d.get("network")
+        net = NetworkConfig.from_dict(net) if net is not None else NetworkConfig.from_dict(d)
+        return cls(network=net, **{k: d[k] for k in cls.keys() if k in d})
+
+    @classmethod
+    def from_args(cls, args) -> "TrainConfig":
+        """From parsed run_model.py flags (paths as given, as strings)."""
+        vals = {k: getattr(args, k) for k in cls.keys() if hasattr(args, k)}
+        vals = {k: (str(v) if v is not None and not isinstance(v, (int, float, str, bool)) else v)
+                for k, v in vals.items()}
+        return cls(network=NetworkConfig.from_args(args), **vals)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
 
 
 def add_face_flag(parser, default: str | None = "both", help_default: str | None = None) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from deblur import checkpoint as ckpt
 from deblur.data import make_dataset, parse_datalist, validate
-from deblur.config import NetworkConfig
+from deblur.config import NetworkConfig, TrainConfig
 from deblur.network import build_network, min_size, resize_bilinear_tf1, size_multiple, uses_coeff
 from common.fileio import InputError, atomic_path
 
@@ -47,7 +47,7 @@ class TrainingDiverged(InputError):
 RUN_ARGS = ("lr", "batch_size", "patch_size", "seed", "datalist", "data_root", "train_root", "precision")
 
 
-def check_settings(args) -> None:
+def check_settings(cfg: TrainConfig) -> None:
     """Refuse flag values that cannot work together, before any file is read.
 
     --patch_size must be a multiple of `size_multiple(levels)` (each scale is downsampled 4x
@@ -58,15 +58,15 @@ def check_settings(args) -> None:
     With --val_every, --val_datalist or both --val_input_path and --val_gt_path are needed.
     Raises InputError naming the flag.
     """
-    if getattr(args, "val_every", 0) and not getattr(args, "val_datalist", None):
-        missing = [f"--{k}" for k in ("val_input_path", "val_gt_path") if not getattr(args, k, None)]
+    if cfg.val_every and not cfg.val_datalist:
+        missing = [f"--{k}" for k in ("val_input_path", "val_gt_path") if not getattr(cfg, k)]
         if missing:
-            raise InputError(f"--val_every {args.val_every} needs {' and '.join(missing)}")
-    for flag in ("levels", "channels", "batch_size", "patch_size", "save_every", "keep", "log_every"):
-        v = getattr(args, flag, 1)
-        if v is not None and v < 1:
+            raise InputError(f"--val_every {cfg.val_every} needs {' and '.join(missing)}")
+    for flag in ("batch_size", "patch_size", "save_every", "keep", "log_every"):
+        v = getattr(cfg, flag)
+        if v < 1:
             raise InputError(f"--{flag} must be at least 1, got {v}")
-    levels, face, patch = args.levels, args.face, args.patch_size
+    levels, face, patch = cfg.network.levels, cfg.network.face, cfg.patch_size
     m = size_multiple(levels)
     if patch % m:
         raise InputError(f"--patch_size {patch} is not a multiple of {m}, which --levels {levels} "
@@ -139,8 +139,8 @@ def make_optimizer(lr: float, max_steps: int, precision: str):
     return opt, schedule
 
 
-def train(args) -> dict:
-    """Run training from parsed run_model.py arguments.
+def train(cfg: TrainConfig) -> dict:
+    """Run the training described by `cfg` (run_model.py: `TrainConfig.from_args`).
 
     Returns {"step", "max_steps", "loss", "losses" (this run's per-step totals), "checkpoint",
     "seconds", "precision", "validation_log"} (with --val_every: one {"step", psnr, ssim, psnr_y,
@@ -152,82 +152,81 @@ def train(args) -> dict:
 
     from deblur.precision import set_precision
 
-    check_settings(args)
-    config = NetworkConfig.from_args(args)  # the one network configuration of this run
+    check_settings(cfg)
+    config = cfg.network  # the one network configuration of this run
     n_frames, face = config.n_frames, config.face
-    train_dir = Path(args.checkpoint_dir or default_train_dir(face, args.levels, args.patch_size))
+    train_dir = Path(cfg.checkpoint_dir or default_train_dir(face, config.levels, cfg.patch_size))
     _check_resume_settings(train_dir, config)
-    samples = parse_datalist(args.datalist, args.data_root, args.train_root, n_frames, face)
-    patches = validate(samples, face, args.patch_size, str(args.datalist))
-    max_steps = int(args.epoch * len(samples) // args.batch_size)
-    if args.max_steps:
-        max_steps = int(args.max_steps)
+    samples = parse_datalist(cfg.datalist, cfg.data_root, cfg.train_root, n_frames, face)
+    patches = validate(samples, face, cfg.patch_size, str(cfg.datalist))
+    max_steps = int(cfg.epoch * len(samples) // cfg.batch_size)
+    if cfg.max_steps:
+        max_steps = int(cfg.max_steps)
     if max_steps < 1:
-        raise InputError(f"{args.datalist}: {len(samples)} samples with batch {args.batch_size} "
-                         f"and epoch {args.epoch} give no training step")
+        raise InputError(f"{cfg.datalist}: {len(samples)} samples with batch {cfg.batch_size} "
+                         f"and epoch {cfg.epoch} give no training step")
     train_dir.mkdir(parents=True, exist_ok=True)
 
-    precision = set_precision(args.precision)
+    precision = set_precision(cfg.precision)
     gpus = tf.config.list_physical_devices("GPU")
     strategy = (tf.distribute.MirroredStrategy() if len(gpus) > 1
                 else tf.distribute.get_strategy())
     import keras
 
-    keras.utils.set_random_seed(args.seed)  # same initial weights for the same --seed
+    keras.utils.set_random_seed(cfg.seed)  # same initial weights for the same --seed
     with strategy.scope():
         net = build_network(config)
-        opt, schedule = make_optimizer(args.lr, max_steps, precision)
+        opt, schedule = make_optimizer(cfg.lr, max_steps, precision)
         opt.build(net.trainable_variables)
     eval_loss = build_eval_loss(net, strategy)
     validator = None
-    if getattr(args, "val_every", 0):
+    if cfg.val_every:
         from deblur.inference import Validator
 
-        n_val = getattr(args, "val_frames", 0) or None
-        if getattr(args, "val_datalist", None):
-            validator = Validator.from_datalist(args.val_datalist, args.data_root, args.train_root,
+        n_val = cfg.val_frames or None
+        if cfg.val_datalist:
+            validator = Validator.from_datalist(cfg.val_datalist, cfg.data_root, cfg.train_root,
                                                 config, max_frames=n_val)
         else:
-            validator = Validator(args.val_input_path, args.val_gt_path, config, max_frames=n_val)
+            validator = Validator(cfg.val_input_path, cfg.val_gt_path, config, max_frames=n_val)
         blurry = validator.blurry()["all_frames"]
         print(f"Validation: {len(validator.items)} frames of {validator.source} every "
-              f"{args.val_every} steps (blurry input: PSNR {blurry['psnr']:.3f} dB, "
+              f"{cfg.val_every} steps (blurry input: PSNR {blurry['psnr']:.3f} dB, "
               f"SSIM {blurry['ssim']:.4f})")
 
     def batch_of(step):
         """The (inputs, target) batch of 0-based `step` (batches are a function of seed, step)."""
-        ds1 = make_dataset(samples, patches, face=face, model=args.model,
-                           batch_size=args.batch_size, patch_size=args.patch_size,
-                           seed=args.seed, start_step=step, end_step=step + 1)
+        ds1 = make_dataset(samples, patches, face=face, model=config.model,
+                           batch_size=cfg.batch_size, patch_size=cfg.patch_size,
+                           seed=cfg.seed, start_step=step, end_step=step + 1)
         return next(iter(strategy.experimental_distribute_dataset(ds1)))
 
     start = 0
     resumed = None
     if ckpt.native_checkpoints(train_dir):
-        resumed, start = _resume(train_dir, net, opt, config, args, max_steps, eval_loss, batch_of)
-    elif args.init_checkpoint:
-        src_net, src_cfg, _ = ckpt.load_generator(args.init_checkpoint, config, verbose=False)
-        ckpt.assign_by_name(net, ckpt.network_arrays(src_net), str(args.init_checkpoint))
+        resumed, start = _resume(train_dir, net, opt, config, cfg, max_steps, eval_loss, batch_of)
+    elif cfg.init_checkpoint:
+        src_net, src_cfg, _ = ckpt.load_generator(cfg.init_checkpoint, config, verbose=False)
+        ckpt.assign_by_name(net, ckpt.network_arrays(src_net), str(cfg.init_checkpoint))
         if src_cfg.levels != config.levels:
-            print(f"note: {args.init_checkpoint} was trained with levels={src_cfg.levels}; its "
+            print(f"note: {cfg.init_checkpoint} was trained with levels={src_cfg.levels}; its "
                   f"weights (shared by all scales) start a --levels {config.levels} network")
-        print(f"Initialised weights from {args.init_checkpoint}")
+        print(f"Initialised weights from {cfg.init_checkpoint}")
     if start >= max_steps:
         print(f"Training already finished: step {start} of {max_steps}")
         return {"step": start, "max_steps": max_steps, "losses": [],
                 "checkpoint": str(resumed) if resumed else None}
-    end = min(max_steps, start + args.stop_after) if args.stop_after else max_steps
+    end = min(max_steps, start + cfg.stop_after) if cfg.stop_after else max_steps
 
-    ds = make_dataset(samples, patches, face=face, model=args.model, batch_size=args.batch_size,
-                      patch_size=args.patch_size, seed=args.seed, start_step=start,
+    ds = make_dataset(samples, patches, face=face, model=config.model, batch_size=cfg.batch_size,
+                      patch_size=cfg.patch_size, seed=cfg.seed, start_step=start,
                       end_step=end)
     ds = strategy.experimental_distribute_dataset(ds)
 
-    train_step = build_train_step(net, opt, strategy, jit_compile=bool(args.xla))
+    train_step = build_train_step(net, opt, strategy, jit_compile=bool(cfg.xla))
 
     writer = tf.summary.create_file_writer(str(train_dir))
-    meta_extra = {"max_steps": max_steps, "args": {k: (str(v) if isinstance(v, Path) else v)
-                                                    for k, v in vars(args).items()}}
+    meta_extra = {"max_steps": max_steps, "train_config": cfg.to_dict()}
 
     def last_good() -> str:
         good = ckpt.native_checkpoints(train_dir)
@@ -247,7 +246,7 @@ def train(args) -> dict:
             raise TrainingDiverged(f"training diverged at step {step}: {why}; not saved. {last_good()}")
         path = ckpt.save_native(train_dir / f"deblur-{step}.npz", net, step, opt,
                                 extra={**meta_extra, "loss": loss_v, "checked_loss": checked})
-        for old in ckpt.native_checkpoints(train_dir)[:-args.keep]:
+        for old in ckpt.native_checkpoints(train_dir)[:-cfg.keep]:
             old.unlink()
         return path
 
@@ -288,25 +287,25 @@ def train(args) -> dict:
             losses.append(loss_v)
             dt = time.time() - t_step
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_v:.5f}", samples_s=f"{args.batch_size / max(dt, 1e-9):.1f}")
-            if step % args.log_every == 0 or step == max_steps:
+            bar.set_postfix(loss=f"{loss_v:.5f}", samples_s=f"{cfg.batch_size / max(dt, 1e-9):.1f}")
+            if step % cfg.log_every == 0 or step == max_steps:
                 with writer.as_default(step=step):
                     tf.summary.scalar("loss_total", loss_v)
                     for i, p in enumerate(per_scale):
                         tf.summary.scalar(f"loss_{i}", float(p))
                     tf.summary.scalar("learning_rate", float(schedule(step)))
-                    if step % (args.log_every * 10) == 0:
+                    if step % (cfg.log_every * 10) == 0:
                         local = strategy.experimental_local_results(out)[0]
                         tf.summary.image("out", tf.clip_by_value(local[..., :3], 0, 1), max_outputs=2)
-            timed_out = args.time_limit and time.time() - t0 > args.time_limit
-            validate_now = validator is not None and (step % args.val_every == 0 or step == end
+            timed_out = cfg.time_limit and time.time() - t0 > cfg.time_limit
+            validate_now = validator is not None and (step % cfg.val_every == 0 or step == end
                                                       or timed_out)
-            if step % args.save_every == 0 or step == end or timed_out or validate_now:
+            if step % cfg.save_every == 0 or step == end or timed_out or validate_now:
                 last_path = save(step, x, y, loss_v)
             if validate_now:
                 run_validation(step)
             if timed_out:
-                print(f"\nTime limit of {args.time_limit:.0f}s reached at step {step}; "
+                print(f"\nTime limit of {cfg.time_limit:.0f}s reached at step {step}; "
                       f"checkpoint {last_path}")
                 break
     finally:
@@ -394,7 +393,7 @@ def _refuse_other_network(path, meta, config) -> None:
             + "; pass the checkpoint's values to resume it, or use another --checkpoint_dir")
 
 
-def _resume(train_dir, net, opt, config, args, max_steps, eval_loss, batch_of):
+def _resume(train_dir, net, opt, config, cfg: TrainConfig, max_steps, eval_loss, batch_of):
     """Load the newest good checkpoint of `train_dir` into (net, opt); returns (path, step).
 
     Newest first, a checkpoint is taken when it reads back, its weights and optimizer state
@@ -418,11 +417,12 @@ def _resume(train_dir, net, opt, config, args, max_steps, eval_loss, batch_of):
                 continue
         if path != newest:
             print(f"note: falling back to {path.name}, the newest sound checkpoint")
-        old_args = meta.get("args") or {}
+        # checkpoints written before TrainConfig stored the command's flags as `args`
+        old = meta.get("train_config") or meta.get("args") or {}
         for k in RUN_ARGS:
-            if k in old_args and hasattr(args, k) and str(old_args[k]) != str(getattr(args, k)):
-                print(f"note: resuming with --{k} {getattr(args, k)}; {path.name} was trained with "
-                      f"--{k} {old_args[k]}")
+            if k in old and str(old[k]) != str(getattr(cfg, k)):
+                print(f"note: resuming with --{k} {getattr(cfg, k)}; {path.name} was trained with "
+                      f"--{k} {old[k]}")
         if meta.get("max_steps") not in (None, max_steps):
             print(f"note: the learning-rate schedule now decays over {max_steps} steps "
                   f"({path.name}'s run: {meta['max_steps']})")

@@ -39,6 +39,13 @@ def _train_argv(root, ck, *extra):
             "--checkpoint_dir", str(ck), *NET, *extra]
 
 
+def _train_config(argv):
+    """run_model.py's training flags -> the TrainConfig train() takes."""
+    from deblur.config import TrainConfig
+
+    return TrainConfig.from_args(run_model.parse_args(argv))
+
+
 def _test_argv(input_path, out, checkpoint, *extra):
     return ["--phase", "test", "--input_path", str(input_path), "--output_path", str(out),
             "--checkpoint", str(checkpoint), "--gpu", "-1", *extra]
@@ -54,7 +61,7 @@ def trained(tmp_path_factory):
     deblur_data.build(root, video="vd001", source=vd001, n=4, resize=SIZE)
     from deblur.train import train
 
-    res = train(run_model.parse_args(_train_argv(root, root / "ck", "--patch_size", "64",
+    res = train(_train_config(_train_argv(root, root / "ck", "--patch_size", "64",
                                                  "--max_steps", "2", "--save_every", "1",
                                                  "--lr", "1e-4")))
     assert [p.name for p in ckpt.native_checkpoints(root / "ck")] == ["deblur-1.npz", "deblur-2.npz"]
@@ -176,7 +183,7 @@ def test_workable_settings_pass_the_check():
                   ["--levels", "3", "--patch_size", "64", "--face", "none"],
                   ["--levels", "3", "--patch_size", "64", "--face", "render"],
                   []):  # the defaults
-        check_settings(run_model.parse_args(["--phase", "train", *flags]))
+        check_settings(_train_config(["--phase", "train", *flags]))
 
 
 # ----------------------------------------------------------------------------- 3. damaged files
@@ -198,7 +205,7 @@ def test_truncated_newest_checkpoint(tmp_path, trained, capsys):
 
     from deblur.train import train
 
-    res = train(run_model.parse_args(_train_argv(root, ck, "--patch_size", "64", "--max_steps", "3",
+    res = train(_train_config(_train_argv(root, ck, "--patch_size", "64", "--max_steps", "3",
                                                  "--save_every", "1", "--lr", "1e-4")))
     out = capsys.readouterr().out
     assert "deblur-2.npz: damaged checkpoint" in out and "moved aside to deblur-2.npz.damaged" in out
@@ -271,7 +278,7 @@ def test_divergence_then_the_advised_recovery(tmp_path, trained, capsys):
     step = int(re.search(r"deblur-(\d+)\.npz", named).group(1))
     from deblur.train import train
 
-    res = train(run_model.parse_args(_train_argv(root, ck, "--patch_size", "64", "--max_steps",
+    res = train(_train_config(_train_argv(root, ck, "--patch_size", "64", "--max_steps",
                                                  str(step + 2), "--lr", "1e-4")))
     out = capsys.readouterr().out
     assert f"Resuming from {named} at step {step}" in out and "warning" not in out
@@ -328,7 +335,7 @@ def test_ruined_checkpoints_stop_testing_and_are_skipped_on_resume(tmp_path, tra
 
     from deblur.train import train
 
-    out = train(run_model.parse_args(_train_argv(root, ck, "--patch_size", "64",
+    out = train(_train_config(_train_argv(root, ck, "--patch_size", "64",
                                                  "--max_steps", "3", "--lr", "1e-4")))
     log = capsys.readouterr().out
     assert "deblur-3.npz: its weights give loss" in log and "deblur-3.npz.nonfinite" in log
@@ -479,7 +486,7 @@ def test_optional_validation_during_training_uses_the_test_metrics(tmp_path, tra
     assert run_model.main(_train_argv(root, tmp_path / "x", "--patch_size", "64", "--val_every",
                                       "1", val[0], val[1])) == 2
     assert "--val_every 1 needs --val_gt_path" in capsys.readouterr().err
-    res = train(run_model.parse_args(_train_argv(root, ck, "--patch_size", "64", "--max_steps", "3",
+    res = train(_train_config(_train_argv(root, ck, "--patch_size", "64", "--max_steps", "3",
                                                  "--lr", "1e-4", "--val_every", "5", *val)))
     out = capsys.readouterr()
     assert [v["step"] for v in res["validation_log"]] == [3]  # every 5 steps and at the end
@@ -516,7 +523,7 @@ def test_validation_from_a_datalist_logs_csv_and_keeps_the_best(tmp_path, traine
                                        root / "training_set", config, max_frames=2).items) == 2
 
     ck = _copy_checkpoints(root, tmp_path / "ck")
-    res = train(run_model.parse_args(_train_argv(
+    res = train(_train_config(_train_argv(
         root, ck, "--patch_size", "64", "--max_steps", "4", "--lr", "1e-4", "--val_every", "1",
         "--save_every", "100", "--val_datalist", str(root / "datalist_train.txt"))))
     rows = list(csv.DictReader((ck / "validation.csv").open()))

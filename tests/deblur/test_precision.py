@@ -76,9 +76,10 @@ def test_training_in_bf16_saves_fp32_checkpoints(tmp_path):
         "--data_root", str(tmp_path / "dataset"), "--train_root", str(tmp_path / "training_set"),
         "--checkpoint_dir", str(tmp_path / "ck"), "--channels", "4", "--batch_size", "2",
         "--patch_size", "36", "--max_steps", "3", "--precision", "bf16", "--gpu", "-1"])
+    from deblur.config import TrainConfig
     from deblur.train import train
 
-    res = train(args)
+    res = train(TrainConfig.from_args(args))
     assert res["precision"] == "bf16" and np.all(np.isfinite(res["losses"]))
     w, _, meta = ckpt.read_native(tmp_path / "ck" / "deblur-3.npz")
     assert all(v.dtype == np.float32 for v in w.values())

@@ -8,6 +8,7 @@ import pytest
 from deblur.testing import datasets as deblur_data
 import run_model
 from deblur import checkpoint as ckpt
+from deblur.config import TrainConfig
 from deblur.train import TrainingDiverged, train
 from common.fileio import InputError, read_image, write_image
 
@@ -15,10 +16,11 @@ TINY = ["--channels", "4", "--gpu", "-1", "--batch_size", "2"]
 
 
 def _args(tmp_path, *extra):
-    return run_model.parse_args([
+    """The TrainConfig of run_model.py's training flags on the tiny data set."""
+    return TrainConfig.from_args(run_model.parse_args([
         "--phase", "train", "--datalist", str(tmp_path / "datalist_train.txt"),
         "--data_root", str(tmp_path / "dataset"), "--train_root", str(tmp_path / "training_set"),
-        "--checkpoint_dir", str(tmp_path / "ckpt"), *TINY, *extra])
+        "--checkpoint_dir", str(tmp_path / "ckpt"), *TINY, *extra]))
 
 
 def test_short_training_on_vd001_decreases_the_loss(tmp_path, vd001):
@@ -95,7 +97,7 @@ def test_missing_files_are_listed_before_training(tmp_path, capsys):
 def test_malformed_datalist_line(tmp_path):
     (tmp_path / "list.txt").write_text("a/sharp/1.png a/blur_-2/1.png\n")
     with pytest.raises(InputError, match="line 1: 2 columns, expected 8"):
-        train(run_model.parse_args(["--datalist", str(tmp_path / "list.txt")]))
+        train(TrainConfig.from_args(run_model.parse_args(["--datalist", str(tmp_path / "list.txt")])))
 
 
 def test_test_phase_keeps_any_frame_size(tmp_path):
