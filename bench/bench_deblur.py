@@ -256,6 +256,7 @@ def train_weights(steps, config, data_root):
 
 def train_compare(settings, config, data_root, init, steps, patch):
     import run_model
+    from deblur.config import TrainConfig
     from deblur.train import train
 
     res = {}
@@ -272,7 +273,7 @@ def train_compare(settings, config, data_root, init, steps, patch):
             "--save_every", str(steps), "--precision", s, "--init_checkpoint", str(init),
             "--gpu", "-1"])
         t = time.time()
-        r = train(args)
+        r = train(TrainConfig.from_args(args))
         losses = np.asarray(r["losses"])
         res[s] = {"final_loss_mean_last20": float(losses[-20:].mean()),
                   "first_loss": float(losses[0]), "seconds": round(time.time() - t, 1)}

@@ -152,6 +152,9 @@ def train(cfg: TrainConfig) -> dict:
 
     from deblur.precision import set_precision
 
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"train() takes a TrainConfig (TrainConfig.from_args(flags) for parsed "
+                        f"run_model.py flags), got {type(cfg).__name__}")
     check_settings(cfg)
     config = cfg.network  # the one network configuration of this run
     n_frames, face = config.n_frames, config.face

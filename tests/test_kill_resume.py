@@ -82,9 +82,10 @@ def test_training_killed_five_times_resumes_to_the_same_model(tmp_path, vd001):
     assert "Resuming from" in r.stdout
     # the uninterrupted run, in this process (one TensorFlow start-up less; same code and seed)
     import run_model
+    from deblur.config import TrainConfig
     from deblur.train import train
 
-    train(run_model.parse_args(_train_cmd(tmp_path, tmp_path / "straight")[2:]))
+    train(TrainConfig.from_args(run_model.parse_args(_train_cmd(tmp_path, tmp_path / "straight")[2:])))
 
     wa, oa, ma = ckpt.read_native(tmp_path / "straight" / f"deblur-{STEPS}.npz")
     wb, ob, mb = ckpt.read_native(killed / f"deblur-{STEPS}.npz")
