@@ -59,6 +59,7 @@ def score(triples) -> dict:
 
 
 def recipe_triples(recipe: Path, checkpoint: str, every: int) -> dict:
+    from bench.validate_models import _clip_of, _val_segments
     from common.fileio import read_image
     from deblur.checkpoint import load_generator
     from deblur.inference import Deblurrer, frame_names, read_inputs
@@ -67,14 +68,12 @@ def recipe_triples(recipe: Path, checkpoint: str, every: int) -> dict:
     set_precision("fp32")
     net, cfg, _ = load_generator(checkpoint, verbose=False)
     deblurrer = Deblurrer(net, cfg)
-    lines = (recipe / "datalist_val.txt").read_text().splitlines()
-    segments = sorted({ln.split()[0].split("/")[0] for ln in lines if ln.strip()})
     by_clip: dict = {}
-    for seg in segments:
+    for seg in _val_segments(recipe):
         for name in frame_names(recipe / "training_set" / seg)[::every]:
             frames, render, coeff = read_inputs(recipe / "training_set" / seg, name, cfg)
             out = deblurrer.deblur(frames, render, coeff)
-            by_clip.setdefault(seg.rsplit("__s", 1)[0], []).append(
+            by_clip.setdefault(_clip_of(seg), []).append(
                 (out, frames[len(frames) // 2], read_image(recipe / "dataset" / seg / "sharp" / name)))
     return by_clip
 

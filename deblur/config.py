@@ -147,10 +147,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready: the training settings plus `network` (NetworkConfig.to_dict)."""
-        d = {k: getattr(self, k) for k in self.keys()}
-        return {"network": self.network.to_dict(), **{k: (str(v) if v is not None and not
-                                                          isinstance(v, (int, float, str, bool)) else v)
-                                                      for k, v in d.items()}}
+        return {"network": self.network.to_dict(), **{k: _plain(getattr(self, k)) for k in self.keys()}}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "TrainConfig":
@@ -163,13 +160,17 @@ class TrainConfig:
     @classmethod
     def from_args(cls, args) -> "TrainConfig":
         """From parsed run_model.py flags (paths as given, as strings)."""
-        vals = {k: getattr(args, k) for k in cls.keys() if hasattr(args, k)}
-        vals = {k: (str(v) if v is not None and not isinstance(v, (int, float, str, bool)) else v)
-                for k, v in vals.items()}
+        vals = {k: _plain(getattr(args, k)) for k in cls.keys() if hasattr(args, k)}
         return cls(network=NetworkConfig.from_args(args), **vals)
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _plain(v):
+    """A setting as JSON stores it: numbers, strings, booleans and None as they are, anything
+    else (a Path) as its string."""
+    return v if v is None or isinstance(v, (int, float, str, bool)) else str(v)
 
 
 def add_face_flag(parser, default: str | None = "both", help_default: str | None = None) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from deblur import checkpoint as ckpt
 from deblur.data import make_dataset, parse_datalist, validate
-from deblur.config import NetworkConfig, TrainConfig
+from deblur.config import TrainConfig
 from deblur.network import build_network, min_size, resize_bilinear_tf1, size_multiple, uses_coeff
 from common.fileio import InputError, atomic_path
 
