@@ -49,7 +49,10 @@ def parse_args(argv=None):
     g.add_argument("--epoch", type=int, default=4000,
                    help="epochs; steps = epoch * len(datalist) // batch_size")
     g.add_argument("--lr", "--learning_rate", dest="lr", type=float, default=1e-4,
-                   help="initial learning rate (polynomial decay, power 0.3, to 0)")
+                   help="initial learning rate (polynomial decay to 0, see --lr_power)")
+    g.add_argument("--lr_power", type=float, default=0.3,
+                   help="power of the learning-rate decay: 0.3 as SRN-Deblur (stays high for "
+                        "long), 1.0 linear (to fine-tune from --init_checkpoint)")
     g.add_argument("--max_steps", type=int, default=0,
                    help="override the number of steps (also the decay length); 0 = from epochs")
     g.add_argument("--time_limit", type=float, default=0,

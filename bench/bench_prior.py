@@ -61,7 +61,8 @@ def evaluate_model(clip: Path, work: Path, n: int, bfm=None, lm3d=None, log=lamb
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", B.StandinWarning)
-        pipeline.run_coefficients(data, ts, bfm=bfm, lm3d=lm3d, landmarks="68", log=log, progress=False)
+        pipeline.run_coefficients(data, ts, pipeline.CoefficientConfig(bfm=bfm, lm3d=lm3d, landmarks="68"), log=log,
+                                  progress=False)
         t1 = time.perf_counter()
         pipeline.run_render(ts, data, bfm=bfm, lm3d=lm3d, log=log, progress=False)
         t2 = time.perf_counter()

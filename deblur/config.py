@@ -102,7 +102,8 @@ class TrainConfig:
     batch_size, patch_size   samples per step, square crop side in px
     epoch, max_steps         steps = epoch * len(datalist) // batch_size unless max_steps > 0
                              (also the length of the learning-rate decay)
-    lr              initial learning rate (polynomial decay, power 0.3, to 0)
+    lr, lr_power    initial learning rate and the power of its polynomial decay to 0 (0.3 as
+                    SRN-Deblur; 1.0 is a linear decay, for a short fine-tuning run)
     time_limit      seconds (0: none); stop_after: steps of this run (0: to the end)
     checkpoint_dir  where to save/resume (None: checkpoints/<face>_<levels>_<patch>)
     init_checkpoint weights to start from instead of random ones
@@ -123,6 +124,7 @@ class TrainConfig:
     patch_size: int = 256
     epoch: int = 4000
     lr: float = 1e-4
+    lr_power: float = 0.3
     max_steps: int = 0
     time_limit: float = 0.0
     stop_after: int = 0

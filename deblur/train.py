@@ -128,11 +128,12 @@ def build_train_step(net, opt, strategy=None, jit_compile: bool = False):
     return train_step
 
 
-def make_optimizer(lr: float, max_steps: int, precision: str):
+def make_optimizer(lr: float, max_steps: int, precision: str, power: float = 0.3):
+    """Adam with the learning rate `lr * (1 - step / max_steps) ** power` (0 from max_steps on)."""
     import keras
 
     schedule = keras.optimizers.schedules.PolynomialDecay(
-        lr, decay_steps=max(1, max_steps), end_learning_rate=0.0, power=0.3)
+        lr, decay_steps=max(1, max_steps), end_learning_rate=0.0, power=power)
     opt = keras.optimizers.Adam(learning_rate=schedule)
     if precision == "fp16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
@@ -179,7 +180,7 @@ def train(cfg: TrainConfig) -> dict:
     keras.utils.set_random_seed(cfg.seed)  # same initial weights for the same --seed
     with strategy.scope():
         net = build_network(config)
-        opt, schedule = make_optimizer(cfg.lr, max_steps, precision)
+        opt, schedule = make_optimizer(cfg.lr, max_steps, precision, cfg.lr_power)
         opt.build(net.trainable_variables)
     eval_loss = build_eval_loss(net, strategy)
     validator = None

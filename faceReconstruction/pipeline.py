@@ -34,6 +34,7 @@ import json
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -232,32 +233,77 @@ def convert_coeff(coeff, n_coeff: int) -> np.ndarray:
     return np.concatenate([p["id"], p["ex"], p["tex"], p["angles"], gamma, p["trans"]], axis=1)
 
 
-def run_coefficients(input_path="./dataset", output_path="./training_set", bfm=None, lm3d=None, rnet=None,
-                     rnet_input="input_imgs:0", rnet_output="coeff:0", kind="in", jobs=1, smooth=None,
-                     n_coeff=239, landmarks="auto", shared_id=True, overwrite=False, batch_size=16,
-                     log=print, progress=True, videos=None) -> dict:
+@dataclass(frozen=True)
+class CoefficientConfig:
+    """How demo.py makes 3D face coefficients: the method, not the folders (`run_coefficients`).
+
+    bfm         morphable model file (None: the user's BFM_model_front.mat, else the shipped
+                ICT Face Model; `bfm.find_bfm`)
+    lm3d        similarity_Lm3D_all.mat for the 224x224 crops (None: beside the model / stored in it)
+    rnet        the authors' R-Net frozen graph (.pb): regress BFM coefficients as the original
+                demo.py; None: fit the model to landmarks and colours (`fit.py`)
+    rnet_input, rnet_output, batch_size   the graph's tensor names and batch
+    kind        'in': blurry frames -> face/; 'gt': sharp frames -> faceGT/
+    n_coeff     239 (9 mono SH, the paper's layout) or 257 (27 RGB SH, the R-Net's)
+    landmarks   'auto' (68 points from face68/ or dlib when they agree with the five points,
+                else the five), '68' (dlib required) or '5'
+    shared_id   one identity for the whole clip (False: one per frame)
+    smooth      temporal Gaussian sigma in frames (None: 1 when fitting, 0 for the R-Net)
+
+    Impossible values raise ValueError (demo.py's flags cannot produce them).
+    """
+
+    bfm: str | Path | None = None
+    lm3d: str | Path | None = None
+    rnet: str | Path | None = None
+    rnet_input: str = "input_imgs:0"
+    rnet_output: str = "coeff:0"
+    batch_size: int = 16
+    kind: str = "in"
+    n_coeff: int = 239
+    landmarks: str = "auto"
+    shared_id: bool = True
+    smooth: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("in", "gt"):
+            raise ValueError("kind must be 'in' (blurry frames) or 'gt' (sharp frames)")
+        if self.n_coeff not in (239, 257):
+            raise ValueError("n_coeff must be 239 or 257")
+        if self.landmarks not in ("auto", "68", "5"):
+            raise ValueError("landmarks must be 'auto', '68' or '5'")
+
+    @classmethod
+    def from_args(cls, a) -> "CoefficientConfig":
+        """From demo.py's parsed flags."""
+        return cls(bfm=a.bfm, lm3d=a.lm3d, rnet=a.rnet, rnet_input=a.rnet_input, rnet_output=a.rnet_output,
+                   batch_size=a.batch_size, kind=a.kind, n_coeff=a.n_coeff, landmarks=a.landmarks,
+                   shared_id=not a.per_frame_id, smooth=a.smooth)
+
+    @property
+    def sub(self) -> str:
+        """The coefficient folder's name: face (blurry frames) or faceGT (sharp frames)."""
+        return "face" if self.kind == "in" else "faceGT"
+
+
+def run_coefficients(input_path="./dataset", output_path="./training_set",
+                     config: CoefficientConfig = CoefficientConfig(), *, jobs=1, overwrite=False,
+                     videos=None, log=print, progress=True) -> dict:
     """Write `<output_path>/<video>/face|faceGT/NNNNN.txt` for every video of `input_path`.
 
-    bfm: model file (None: the user's BFM_model_front.mat, else the shipped ICT Face Model;
-    `bfm.find_bfm`). Beside the coefficient folder go `face_model.json` (which model and method
-    made them; `demo_render.py` checks it) and, for a model without texture (ICT), the clip's
-    albedo `face_albedo.npy` (N, 3) float32 (`albedo.py`; `faceGT_*` for kind 'gt').
-    smooth: Gaussian sigma in frames over the clip (default 1 for fitting, 0 for the R-Net).
-    landmarks: 'auto' (68 points from face68/ or dlib when they agree with the five points,
-    else the five), '68' (dlib required) or '5'. videos: names of the videos to do (default
-    all). Videos whose outputs all exist are skipped unless overwrite. Returns {video name:
-    number of frames written}. Bad input -> InputError naming the file.
+    config: the method (`CoefficientConfig`). Beside the coefficient folder go `face_model.json`
+    (which model and method made them; `demo_render.py` checks it) and, for a model without
+    texture (ICT), the clip's albedo `face_albedo.npy` (N, 3) float32 (`albedo.py`; `faceGT_*`
+    for kind 'gt'). videos: names of the videos to do (default all); videos whose outputs all
+    exist are skipped unless overwrite; jobs: worker processes. Returns {video name: number of
+    frames written}. Bad input -> InputError naming the file.
     """
-    if kind not in ("in", "gt"):
-        raise ValueError("kind must be 'in' (blurry frames) or 'gt' (sharp frames)")
-    if n_coeff not in (239, 257):
-        raise ValueError("n_coeff must be 239 or 257")
+    cfg = config
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_dir():
         raise InputError(f"{input_path}: input dataset folder not found")
-    sub = "face" if kind == "in" else "faceGT"
     folders = sorted(d for d in input_path.iterdir()
-                     if d.is_dir() and ((d / "face").is_dir() or (kind == "gt" and (d / "faceGT").is_dir())))
+                     if d.is_dir() and ((d / "face").is_dir() or (cfg.kind == "gt" and (d / "faceGT").is_dir())))
     if videos is not None:
         wanted = set(videos)
         missing = wanted - {d.name for d in folders}
@@ -268,31 +314,29 @@ def run_coefficients(input_path="./dataset", output_path="./training_set", bfm=N
         raise InputError(f"{input_path}: no <video>/face/ folder inside (expected "
                          f"{input_path}/<video>/face/00001.txt and <video>/blurry/00001.png)")
     net = None
-    if rnet is not None:
+    if cfg.rnet is not None:
         from faceReconstruction.rnet import RNet
 
-        net = RNet(rnet, rnet_input, rnet_output, batch_size=batch_size)
+        net = RNet(cfg.rnet, cfg.rnet_input, cfg.rnet_output, batch_size=cfg.batch_size)
     try:
-        return _coefficients(input_path, output_path, folders, sub, bfm, lm3d, net, rnet, kind, jobs, smooth,
-                             n_coeff, landmarks, shared_id, overwrite, log, progress)
+        return _coefficients(output_path, folders, cfg, net, jobs, overwrite, log, progress)
     finally:
         if net is not None:
             net.close()
 
 
-def _coefficients(input_path, output_path, videos, sub, bfm, lm3d, net, rnet, kind, jobs, smooth, n_coeff,
-                  landmarks, shared_id, overwrite, log, progress):
-    if net is not None and lm3d is not None:
+def _coefficients(output_path, videos, cfg, net, jobs, overwrite, log, progress):
+    rnet, kind, sub, n_coeff = cfg.rnet, cfg.kind, cfg.sub, cfg.n_coeff
+    if net is not None and cfg.lm3d is not None:
         bfm_path = model = None  # the R-Net path needs the alignment points only
-        lm3d_pts = align.load_lm3d(lm3d)
+        lm3d_pts = align.load_lm3d(cfg.lm3d)
     else:
         # Without --lm3d the R-Net crops use the points beside the user's BFM or those the
         # shipped ICT model stores (the same similarity_Lm3D_all.mat numbers).
-        bfm_path, model, lm3d_pts = resolve_model(bfm, lm3d, log)
+        bfm_path, model, lm3d_pts = resolve_model(cfg.bfm, cfg.lm3d, log)
     if net is not None:
         log(f"coefficients: R-Net {rnet} (Basel Face Model coefficients; render them with the BFM)")
-    if smooth is None:
-        smooth = 0.0 if net is not None else 1.0
+    smooth = cfg.smooth if cfg.smooth is not None else 0.0 if net is not None else 1.0
     done = {}
     for video in videos:
         frames = _video_frames(video, kind)
@@ -305,7 +349,7 @@ def _coefficients(input_path, output_path, videos, sub, bfm, lm3d, net, rnet, ki
         for _, img_path, _, _ in frames:
             if not img_path.is_file():
                 raise InputError(f"{img_path}: frame image not found (landmarks exist for it)")
-        mode = "5" if net is not None else landmarks
+        mode = "5" if net is not None else cfg.landmarks
         prepared = [x for part in run_tasks(_prepare_chunk, [(c, lm3d_pts, mode) for c in chunks(frames, CHUNK)],
                                              jobs=jobs, desc=f"{video.name} align", unit="frame",
                                              weights=lambda t: len(t[0]), disable_bar=not progress)
@@ -321,7 +365,7 @@ def _coefficients(input_path, output_path, videos, sub, bfm, lm3d, net, rnet, ki
                       "file": None, "fingerprint": None}
             info["method"] = f"R-Net {Path(rnet).resolve()}"
         else:
-            coeff, albedo, info = _fit_video(bfm_path, model, prepared, n_coeff, smooth, shared_id, jobs, video.name,
+            coeff, albedo, info = _fit_video(bfm_path, model, prepared, n_coeff, smooth, cfg.shared_id, jobs, video.name,
                                              log, progress)
             record = model_record(model, bfm_path)
         if not np.all(np.isfinite(coeff)):
@@ -343,6 +387,8 @@ def _coefficients(input_path, output_path, videos, sub, bfm, lm3d, net, rnet, ki
             + (f", albedo {a_path.name}" if albedo is not None else ""))
         done[video.name] = len(outs)
     return done
+
+
 
 
 def _fit_video(bfm_path, model, prepared, n_coeff, smooth, shared_id, jobs, name, log, progress):
@@ -580,11 +626,8 @@ def demo_main(argv=None) -> int:
 
 def _demo_main(argv=None) -> int:
     a = demo_parser().parse_args(argv)
-    done = run_coefficients(a.input_path, a.output_path, bfm=a.bfm, lm3d=a.lm3d, rnet=a.rnet,
-                            rnet_input=a.rnet_input, rnet_output=a.rnet_output, kind=a.kind, jobs=a.jobs,
-                            smooth=a.smooth, n_coeff=a.n_coeff, landmarks=a.landmarks,
-                            shared_id=not a.per_frame_id, overwrite=a.overwrite, batch_size=a.batch_size,
-                            log=_log)
+    done = run_coefficients(a.input_path, a.output_path, CoefficientConfig.from_args(a), jobs=a.jobs,
+                            overwrite=a.overwrite, log=_log)
     _log(f"coefficients written: {sum(done.values())} frames in {len(done)} videos")
     return 0
 

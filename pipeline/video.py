@@ -655,11 +655,12 @@ class Pipeline:
         if self.prior == "none":
             self.say("    not needed: the network uses no 3D face prior (--face none)")
             return
-        from faceReconstruction.pipeline import run_coefficients
+        from faceReconstruction.pipeline import CoefficientConfig, run_coefficients
 
         self._write_windows()
         lines = []
-        run_coefficients(self.data, self.tset, bfm=self.o.bfm, rnet=self.o.rnet, log=lines.append, progress=False)
+        run_coefficients(self.data, self.tset, CoefficientConfig(bfm=self.o.bfm, rnet=self.o.rnet), log=lines.append,
+                         progress=False)
         self._log("reconstruct", lines)
 
     def run_render(self) -> None:

@@ -66,6 +66,19 @@ def test_learning_rate_schedule_is_the_originals():
         assert float(schedule(step)) == pytest.approx(expected, rel=1e-5, abs=1e-12)
 
 
+def test_lr_power_reaches_the_schedule():
+    # --lr_power 1 (a fine-tuning run) decays linearly: half the rate at half the steps.
+    from deblur.config import TrainConfig
+    from deblur.train import make_optimizer
+    from run_model import parse_args
+
+    cfg = TrainConfig.from_args(parse_args(["--lr_power", "1", "--lr", "2e-4"]))
+    assert cfg.lr_power == 1.0
+    _, schedule = make_optimizer(cfg.lr, 1000, "fp32", cfg.lr_power)
+    assert float(schedule(500)) == pytest.approx(1e-4, rel=1e-5)
+    assert float(schedule(900)) == pytest.approx(2e-5, rel=1e-5)
+
+
 def test_nan_stops_without_saving_a_ruined_checkpoint(tmp_path):
     # lr 1e12: the first update already ruins the weights (their loss is NaN), so the
     # checkpoint of step 1 must not be written. (The full situation, with good checkpoints

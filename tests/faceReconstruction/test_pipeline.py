@@ -100,9 +100,11 @@ def test_demo_rnet_path_writes_the_graph_output(tmp_path, vd001, bfm_index, stan
     pb = tmp_path / "rnet.pb"
     w, b = _frozen_graph(pb, 239, input_name="x", output_name="y")
     lm3d_path = bfm_index / "similarity_Lm3D_all.mat"
-    done = pipeline.run_coefficients(data, tmp_path / "training_set", bfm=standin, lm3d=lm3d_path, rnet=pb,
-                                     rnet_input="x:0", rnet_output="y:0", batch_size=2, log=lambda m: None,
-                                     progress=False)
+    done = pipeline.run_coefficients(
+        data, tmp_path / "training_set",
+        pipeline.CoefficientConfig(bfm=standin, lm3d=lm3d_path, rnet=pb, rnet_input="x:0", rnet_output="y:0",
+                                   batch_size=2),
+        log=lambda m: None, progress=False)
     assert done == {"vd001": 3}
     lm3d = align.load_lm3d(lm3d_path)
     for name in ("00001", "00002", "00003"):
@@ -226,8 +228,8 @@ def test_render_refuses_coefficients_of_another_model(tmp_path, vd001, standin, 
     data = _dataset(tmp_path, vd001, n=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StandinWarning)
-        pipeline.run_coefficients(data, tmp_path / "ts", bfm=standin, landmarks="5", log=lambda m: None,
-                                  progress=False)
+        pipeline.run_coefficients(data, tmp_path / "ts", pipeline.CoefficientConfig(bfm=standin, landmarks="5"),
+                                  log=lambda m: None, progress=False)
     meta = json.loads((tmp_path / "ts/vd001/face_model.json").read_text())
     assert meta["model"]["kind"] == "standin" and meta["albedo"] is None
     rc = pipeline.render_main(["--coeff_path", str(tmp_path / "ts"), "--data_path", str(data),
@@ -251,9 +253,11 @@ def test_type_gt_and_257_coefficients(tmp_path, vd001, standin):
     data = _dataset(tmp_path, vd001, n=3, sharp=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StandinWarning)
-        pipeline.run_coefficients(data, tmp_path / "ts", bfm=standin, kind="gt", landmarks="5",
+        pipeline.run_coefficients(data, tmp_path / "ts",
+                                  pipeline.CoefficientConfig(bfm=standin, kind="gt", landmarks="5"),
                                   log=lambda m: None, progress=False)
-        pipeline.run_coefficients(data, tmp_path / "ts", bfm=standin, n_coeff=257, landmarks="5",
+        pipeline.run_coefficients(data, tmp_path / "ts",
+                                  pipeline.CoefficientConfig(bfm=standin, n_coeff=257, landmarks="5"),
                                   log=lambda m: None, progress=False)
     assert read_coeff(tmp_path / "ts/vd001/faceGT/00002.txt").size == 239
     c257 = read_coeff(tmp_path / "ts/vd001/face/00002.txt")
@@ -336,8 +340,10 @@ def test_rnet_without_lm3d_uses_the_stored_points_and_needs_the_bfm_to_render(tm
     data = _dataset(tmp_path, vd001, n=2)
     pb = tmp_path / "rnet.pb"
     _frozen_graph(pb, 239)
-    pipeline.run_coefficients(data, tmp_path / "a", rnet=pb, log=lambda m: None, progress=False)
-    pipeline.run_coefficients(data, tmp_path / "b", rnet=pb, lm3d=bfm_index / "similarity_Lm3D_all.mat",
+    pipeline.run_coefficients(data, tmp_path / "a", pipeline.CoefficientConfig(rnet=pb), log=lambda m: None,
+                              progress=False)
+    pipeline.run_coefficients(data, tmp_path / "b",
+                              pipeline.CoefficientConfig(rnet=pb, lm3d=bfm_index / "similarity_Lm3D_all.mat"),
                               log=lambda m: None, progress=False)
     for n in ("00001", "00002"):
         np.testing.assert_array_equal(read_coeff(tmp_path / "a/vd001/face" / f"{n}.txt"),
@@ -346,3 +352,17 @@ def test_rnet_without_lm3d_uses_the_stored_points_and_needs_the_bfm_to_render(tm
     assert meta["model"]["kind"] == "bfm" and meta["method"].startswith("R-Net")
     with pytest.raises(InputError, match="R-Net.*--bfm"):
         pipeline.run_render(tmp_path / "a", data, log=lambda m: None, progress=False)
+
+
+def test_coefficient_config_is_demo_py_flags():
+    # demo.py's defaults are the config's defaults, and its flags reach the config.
+    a = pipeline.demo_parser().parse_args([])
+    assert pipeline.CoefficientConfig.from_args(a) == pipeline.CoefficientConfig()
+    a = pipeline.demo_parser().parse_args(["--type", "gt", "--n_coeff", "257", "--landmarks", "5",
+                                           "--per_frame_id", "--smooth", "2", "--rnet", "r.pb"])
+    cfg = pipeline.CoefficientConfig.from_args(a)
+    assert (cfg.kind, cfg.sub, cfg.n_coeff, cfg.landmarks, cfg.shared_id, cfg.smooth, cfg.rnet) == \
+        ("gt", "faceGT", 257, "5", False, 2.0, "r.pb")
+    for bad in ({"kind": "sharp"}, {"n_coeff": 240}, {"landmarks": "7"}):
+        with pytest.raises(ValueError):
+            pipeline.CoefficientConfig(**bad)
