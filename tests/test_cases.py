@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from common import videoio
+from common.metrics import psnr
 from tests.helpers import ROOT, SHARED
 from common.fileio import read_image
 from preprocess.video import iter_video
@@ -72,11 +73,6 @@ def audio_packets(path) -> list[str]:
 
 def abs_times(info: videoio.VideoInfo) -> list[Fraction]:
     return [p * info.time_base for p in info.pts]
-
-
-def psnr(a, b) -> float:
-    mse = np.mean((a.astype(np.float64) - b) ** 2)
-    return 99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse)
 
 
 # ----------------------------------------------------------------------------- audio-track
