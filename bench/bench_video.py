@@ -27,7 +27,8 @@ fbc6d9d's own code with the shipped model's architecture (--face none, 1 level, 
 5 frames, 16 channels): its speed is the shipped model's (the residual connection is one
 addition); its outputs mean nothing, so the fidelity figures use the shipped model.
 
-    python bench/bench_video.py [--frames 300] [--loops 4] [--skip_old] [--skip_long] [--skip_fidelity]
+    python bench/bench_video.py [--frames 300] [--loops 4] [--scale 1] [--channels 16] [--skip_old]
+        [--skip_long] [--skip_fidelity]
 """
 from __future__ import annotations
 
@@ -58,10 +59,12 @@ def ffmpeg() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def make_clips(tmp: Path, frames: int, loops: int) -> tuple[Path, Path]:
+def make_clips(tmp: Path, frames: int, loops: int, scale: float = 1.0) -> tuple[Path, Path]:
     short, long = tmp / "clip_short.mp4", tmp / "clip_long.mp4"
-    subprocess.run([ffmpeg(), "-v", "error", "-y", "-i", str(SOURCE), "-frames:v", str(frames), "-an", "-c:v",
-                    "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(short)], check=True)
+    # scale: both sides times `scale`, rounded to even sizes (H.264 4:2:0 needs them)
+    size = [] if scale == 1.0 else ["-vf", f"scale=trunc(iw*{scale}/2)*2:trunc(ih*{scale}/2)*2"]
+    subprocess.run([ffmpeg(), "-v", "error", "-y", "-i", str(SOURCE), "-frames:v", str(frames), "-an", *size,
+                    "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(short)], check=True)
     subprocess.run([ffmpeg(), "-v", "error", "-y", "-stream_loop", str(loops - 1), "-i", str(short), "-c", "copy",
                     str(long)], check=True)
     return short, long
@@ -204,6 +207,9 @@ def main(argv=None) -> int:
                     help="width of the random-weight network both versions run (default 16, the shipped "
                          "model's; a narrower one measures the pipeline around the network, e.g. memory "
                          "against clip length, in less time)")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="scale the clips' frames by this factor (default 1: 720x1280); e.g. 0.5 measures "
+                         "memory against clip length on 360x640 frames in a quarter of the network time")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "video_speed.json"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (outputs, logs)")
     a = ap.parse_args(argv)
@@ -217,13 +223,13 @@ def main(argv=None) -> int:
     old_root = tmp / "old"
     res = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "load_average_before": load_average()},
-           "source": str(SOURCE), "frames": a.frames, "loops": a.loops,
+           "source": str(SOURCE), "frames": a.frames, "loops": a.loops, "scale": a.scale,
            "checkpoint": ("randomly initialised native checkpoint written by fbc6d9d's code, architecture "
                           f"{arch} ({'the shipped model' if arch == ARCH else 'not the shipped model'}'s "
                           "architecture; fbc6d9d cannot load the shipped checkpoint, which needs --residual); "
                           "speed only"), "runs": {}}
     try:
-        short, long = make_clips(tmp, a.frames, a.loops)
+        short, long = make_clips(tmp, a.frames, a.loops, a.scale)
         subprocess.run(["git", "worktree", "add", "--detach", str(old_root), OLD_COMMIT], cwd=ROOT, check=True,
                        capture_output=True)
         ckpt = old_checkpoint(old_root, tmp / "ckpt", arch)
