@@ -144,9 +144,11 @@ def _main(argv=None) -> int:
         out = export_weights(resolve(args.checkpoint)[1], args.output_path)
         print(f"Exported the weights of {args.checkpoint} -> {out} (float16)")
     else:
-        from deblur.inference import Deblurrer, run_test
+        from deblur.inference import Deblurrer, check_test_inputs, run_test
         from deblur.precision import set_precision
 
+        # the folders first: a wrong path must not wait for the model, nor leave results behind
+        check_test_inputs(args.input_path, args.output_path, args.gt_path)
         set_precision(args.precision)
         path = args.checkpoint
         if path is None:
@@ -159,6 +161,7 @@ def _main(argv=None) -> int:
                       f"(checkpoints/MODEL_CARD.md)")
         net, config, step = load_generator(path, NetworkConfig.from_args(args))
         print(f"Loaded {path} (step {step}): {config.to_dict()}")
+        check_test_inputs(args.input_path, args.output_path, args.gt_path, config)  # its inputs, now known
         run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,
                            jit_compile=args.xla, source=str(resolve(path)[1])),
                  args.input_path, args.output_path, args.gt_path, args.skip_existing)

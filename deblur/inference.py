@@ -195,6 +195,41 @@ def format_means(name: str, m: dict) -> str:
             f"PSNR-Y {_fmt(m['psnr_y'])} dB  SSIM-Y {_fmt(m['ssim_y'], 4)}  ({m['frames']} frames)")
 
 
+def check_test_inputs(input_path, output_path, gt_path=None, config: NetworkConfig | None = None) -> int:
+    """What `run_test` needs, checked before a model is loaded or a file written: the testing
+    set's clips and, per frame, every input the network reads (blur_*, render/, face/ when
+    `config` uses them), the ground truth of every frame when `gt_path` is given, and an output
+    folder that can be one (not an existing file, nor a file where a clip's folder goes).
+    Returns the number of frames; InputError naming the first problem.
+    """
+    out = Path(output_path)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise InputError(f"{p}: exists and is not a folder (--output_path must be a folder)")
+        if p.exists():
+            break
+    offsets = frame_offsets(config.n_frames) if config is not None else [0]
+    n = 0
+    for vid in list_videos(input_path, "blur_0"):
+        if (out / vid.name).exists() and not (out / vid.name).is_dir():
+            raise InputError(f"{out / vid.name}: exists and is not a folder (the results of {vid.name} go there)")
+        needed = [f"blur_{o}" for o in offsets]
+        if config is not None and uses_render(config.face):
+            needed.append("render")
+        for name in frame_names(vid):
+            for sub in needed:
+                if not (vid / sub / name).is_file():
+                    raise InputError(f"{vid / sub / name}: input frame not found")
+            if config is not None and uses_coeff(config.face):
+                txt = vid / "face" / name.replace(".png", ".txt")
+                if not txt.is_file():
+                    raise InputError(f"{txt}: face coefficients not found (--face {config.face} reads them)")
+            if gt_path is not None:
+                _find_gt(Path(gt_path), vid.name, name)
+            n += 1
+    return n
+
+
 def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
              skip_existing: bool = False, log=print) -> dict:
     """Deblur every video of a testing_set-style folder.

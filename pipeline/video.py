@@ -324,6 +324,11 @@ class Pipeline:
             raise InputError(f"{o.checkpoint}: no deblurring checkpoint there. Train one (python run_model.py "
                              "--phase train ...), import the authors' TF1 checkpoint (see README), or pass "
                              "--checkpoint PATH")
+        from deblur import checkpoint as ckpt
+
+        kind, found = ckpt.resolve(o.checkpoint)  # InputError for a file that is no checkpoint
+        if kind == "native":
+            ckpt.read_meta(found)  # readable and ours (cheap: the JSON entry, no TensorFlow)
         if o.rnet is not None and not Path(o.rnet).is_file():
             raise InputError(f"{o.rnet}: R-Net .pb file not found")
         if o.bfm is not None and not Path(o.bfm).is_file():

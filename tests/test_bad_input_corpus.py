@@ -406,6 +406,34 @@ def test_run_model_test_phase_bad_inputs(tiny_ckpt, testing_set, tmp_path, capsy
     assert_all_outputs_open(tmp_path / "res")
 
 
+@pytest.mark.parametrize("case", ["output_is_a_file", "missing_gt", "missing_neighbour"])
+def test_run_model_test_phase_checks_before_writing(tiny_ckpt, testing_set, tmp_path, capsys, case):
+    # Found by a new user: these failed after frames were written (or with a traceback).
+    import run_model
+
+    clip, res = testing_set / "clip", tmp_path / "res"
+    gt = tmp_path / "gt"
+    for f in sorted((clip / "blur_0").glob("*.png")):
+        (gt / "clip").mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, gt / "clip" / f.name)
+    extra = ["--gt_path", gt]
+    if case == "output_is_a_file":
+        res.write_text("not a folder")
+        bad = res
+    elif case == "missing_gt":
+        bad = gt / "clip" / "00003.png"
+        bad.unlink()
+        bad = gt  # the message names the ground-truth folder and the frame
+    else:
+        bad = clip / "blur_-1" / "00003.png"
+        bad.unlink()
+    rc, _, err = _run(run_model.main, _test_phase(tiny_ckpt, testing_set, res) + extra, capsys)
+    assert_bad_input(rc, err, bad)
+    if case == "missing_gt":
+        assert "clip/00003.png" in err
+    assert not (res.is_dir() and list(res.rglob("*.png"))), "frames were written before the error"
+
+
 def test_run_model_output_inside_the_input_folder(tiny_ckpt, testing_set, capsys):
     import run_model
 
@@ -498,6 +526,26 @@ def test_deblur_video_refuses_bad_input_before_writing(corpus, tiny_ckpt, tmp_pa
     before = sorted(p.name for p in tmp_path.iterdir())
     rc, _, err = _video([inp, out, "--checkpoint", tiny_ckpt.parent, *extra.get(case, [])], capsys)
     assert_bad_input(rc, err, named if case != "bad_fps" else "", want)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no working folder
+
+
+@pytest.mark.parametrize("kind", ["text", "npz_without_meta"])
+def test_deblur_video_refuses_a_bad_checkpoint_before_the_first_stage(src_frames, tmp_path, capsys, kind):
+    # Found by a new user: a text file given as --checkpoint passed until stage 5, after
+    # landmarks, reconstruction and render had run.
+    bad = tmp_path / ("model.txt" if kind == "text" else "deblur-3.npz")
+    if kind == "text":
+        bad.write_text("not a checkpoint\n")
+    else:
+        np.savez(bad, weights=np.zeros(3))
+    clip = tmp_path / "clip"  # a good clip: only the checkpoint is wrong
+    for k, f in enumerate(src_frames, 1):
+        write_image(clip / f"{k:05d}.png", f)
+    out = tmp_path / "out.mp4"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rc, _, err = _video([clip, out, "--checkpoint", bad], capsys)
+    assert_bad_input(rc, err, bad)
+    assert "landmarks" not in err.lower()
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no working folder
 
 
