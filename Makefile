@@ -6,7 +6,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(VENV)/bin/pip
 STAMP   = $(VENV)/.installed
 
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED = 1
 
 .PHONY: venv demo test bench clean-venv
@@ -23,7 +23,7 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) demo/run_demo.py
+	$(PY) demo/run_demo.py $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

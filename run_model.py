@@ -12,18 +12,18 @@ The logic lives in deblur/ (network.py, data.py, train.py, inference.py, checkpo
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
+from common.cli import ArgumentParser, DefaultsHelpFormatter
 from common.flags import add_gpu_flag, add_precision_flag, select_gpu
 from deblur.config import MODELS, add_face_flag
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog="run_model.py", description=__doc__.split("\n")[0],
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--phase", choices=("train", "test", "import", "export"), default="test",
                    help="train a model, deblur a testing set, import a TF1 checkpoint, or export "
                         "a checkpoint's weights for shipping (float16, no optimizer state)")
@@ -44,7 +44,7 @@ def parse_args(argv=None):
     g.add_argument("--data_root", default="./dataset", help="root of the sharp column")
     g.add_argument("--train_root", default="./training_set",
                    help="root of the blurry, coefficient and render columns")
-    g.add_argument("--batch_size", type=int, default=16)
+    g.add_argument("--batch_size", type=int, default=16, help="samples (random crops) per step")
     g.add_argument("--patch_size", type=int, default=256, help="random square crop size")
     g.add_argument("--epoch", type=int, default=4000,
                    help="epochs; steps = epoch * len(datalist) // batch_size")
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     args = parse_args(argv)
     select_gpu(args.gpu)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs: CUDA probing noise on CPUs; failures raise
 
     from common.errors import InputError
     from deblur.checkpoint import SHIPPED_CHECKPOINT, export_weights, import_tf1, load_generator, resolve

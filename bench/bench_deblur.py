@@ -22,7 +22,6 @@ would see; otherwise seeded random weights. Inputs: real vd001 frames resized to
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -34,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from common.cli import ArgumentParser  # noqa: E402
 from common import metrics  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -43,7 +43,7 @@ OUT = ROOT / "bench" / "out"
 def parse():
     from deblur.config import add_face_flag
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n")[0])
     add_face_flag(p)
     p.add_argument("--levels", type=int, default=1)
     p.add_argument("--model", default="color")

@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.cli import run_cli
+from common.cli import ArgumentParser, run_cli
 from common.errors import InputError
 from common.fileio import read_image, read_points, write_image
 from common.metrics import inner_face_box, psnr, ssim
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data" / "face_videos"))
     ap.add_argument("--clip", default=DEFAULT_CLIP, help=f"face_videos clip (default {DEFAULT_CLIP})")
     ap.add_argument("--seconds", type=float, default=None, help="clip length in seconds (default: --frames)")

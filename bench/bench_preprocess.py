@@ -9,7 +9,6 @@ use the pipeline's batches of 8 frames. Prints one JSON object.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -20,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from common.cli import ArgumentParser  # noqa: E402
 from preprocess.align import align_dataset  # noqa: E402
 from preprocess.blur import blur_dataset  # noqa: E402
 from preprocess.video import extract_frames  # noqa: E402
@@ -35,7 +35,7 @@ def timed(fn):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clip", default=str(DEFAULT_CLIP))
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--tvl1_frames", type=int, default=8)

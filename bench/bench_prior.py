@@ -31,6 +31,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from common.cli import ArgumentParser  # noqa: E402
 from faceReconstruction import align, pipeline  # noqa: E402
 from faceReconstruction import bfm as B  # noqa: E402
 from faceReconstruction.prior_metrics import compare_renders, landmark_nme  # noqa: E402
@@ -111,7 +112,7 @@ def figure(clip: Path, work: Path, frame: str, out: Path, lm3d) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clip", default=str(SHARED / "vd001"), help="clip with blurry/, face/, face_render/ (default vd001)")
     p.add_argument("--frames", type=int, default=25, help="first N frames (default: %(default)s)")
     p.add_argument("--models", default="ict,standin", help="comma list of ict, standin, bfm (default: %(default)s)")

@@ -26,12 +26,13 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from common.cli import ArgumentParser  # noqa: E402
 from faceReconstruction import bfm as B  # noqa: E402
 from faceReconstruction.render import render_rgba  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=50, help="timed renders (default: %(default)s)")
     p.add_argument("--bfm", help="BFM_model_front.mat to render (default: stand-in on the real topology)")
     p.add_argument("--topology", default=str(ROOT.parent / "shared" / "data" / "bfm_index" / "facemodel_info.mat"),

@@ -47,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import ArgumentParser
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "data" / "face_videos" / "LivePortrait__assets_examples_driving_d13.mp4"
 OLD_COMMIT = "fbc6d9d"
@@ -197,7 +199,7 @@ def load_average() -> list[float]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=300, help="frames of the short clip (default 300 = 10 s)")
     ap.add_argument("--loops", type=int, default=4, help="the long clip is the short one this many times (default 4)")
     ap.add_argument("--skip_old", action="store_true", help="do not run fbc6d9d")

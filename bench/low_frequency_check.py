@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import ArgumentParser
+
 SIGMAS = (2.0, 4.0, 8.0, 16.0, 32.0, 0.0)
 
 
@@ -79,7 +81,7 @@ def recipe_triples(recipe: Path, checkpoint: str, every: int) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="checkpoints/facedeblur.npz")
     ap.add_argument("--recipe", type=Path)
     ap.add_argument("--every", type=int, default=4)

@@ -15,7 +15,6 @@ Prints a markdown table; writes JSON with per-clip and overall figures.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -23,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common.cli import ArgumentParser
 
 
 def _val_segments(recipe: Path) -> list[str]:
@@ -100,7 +101,7 @@ def table(results: dict) -> str:
 def main(argv=None) -> int:
     from common.flags import add_precision_flag
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--recipe", required=True, type=Path, help="output folder of `preprocess recipe`")
     ap.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT")
     ap.add_argument("--out", type=Path, default=Path("bench/out/validation.json"))

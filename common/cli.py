@@ -19,6 +19,7 @@ Usage in a `main`:
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import sys
 import traceback
@@ -39,6 +40,24 @@ _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, er
 def error_line(message) -> str:
     """`error: <message>` (the one format of bad-input messages)."""
     return f"error: {message}"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the one bad-input format: a wrong flag gives one line
+    `<prog>: error: <message> (see --help)` and exit status 2, not argparse's usage block first.
+    Every command's parser is one (sub-commands inherit it)."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {error_line(message)} (see {self.prog} --help)\n")
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows every flag's default, except where the help text already states it (the
+    shared flags of common/flags.py say what their default means)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        return text if "default" in text else super()._get_help_string(action)
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv=None, *, prog: str,

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.cli import EXIT_INTERNAL, run_cli
+from common.cli import ArgumentParser, EXIT_INTERNAL, run_cli
 from common.errors import InputError
 from pipeline.video import DEFAULT_CHECKPOINT, StageError, checkpoint_config, model_lines, prior_label, run_tool
 from preprocess.sample import SampleConfig, make_sample
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(prog="demo/run_demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="demo_work", help="working folder (default demo_work/)")
     ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                     help=f"use this trained model when it exists (default {DEFAULT_CHECKPOINT})")
@@ -119,7 +119,7 @@ def _main(argv=None) -> int:
     os.chdir(ROOT)
     work = Path(args.work).resolve()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     py = sys.executable
     label = "3D prior"
     try:

@@ -8,14 +8,14 @@ import argparse
 import json
 import sys
 
-from common.cli import EXIT_BAD_INPUT, run_cli
+from common.cli import ArgumentParser, EXIT_BAD_INPUT, run_cli
 from common.errors import InputError
 
 from .pipeline import MAX_GAP, check_points, detect_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m facePointDetection",
+    ap = ArgumentParser(prog="python -m facePointDetection",
                                  description="Five (and optionally 68) facial landmarks on every "
                                              "DIR/<video>/blurry/ frame -> face/, bbox.txt (face68/).")
     ap.add_argument("--dataset", default="./dataset", help="dataset root (default ./dataset)")

@@ -23,13 +23,13 @@ CLI: `python -m faceReconstruction.convert_bfm --bfm_dir DIR [--model F] [--exp 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 
+from common.cli import ArgumentParser
 from common.fileio import InputError, atomic_path, read_mat
 
 N_ID, N_EX, N_TEX = 80, 64, 80
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m faceReconstruction.convert_bfm",
         description="Build BFM_model_front.mat (35,709-vertex front face, 80 id / 64 expression / 80 texture "
                     "components) from the Basel Face Model 2009 01_MorphableModel.mat, the expression basis "

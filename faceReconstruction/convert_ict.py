@@ -50,7 +50,6 @@ one message naming the file, exit status 2.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -59,6 +58,7 @@ import numpy as np
 import scipy.io
 import scipy.sparse
 
+from common.cli import ArgumentParser
 from common.fileio import InputError, atomic_path
 
 from faceReconstruction.bfm import N_EX, N_ID, N_TEX
@@ -421,7 +421,7 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m faceReconstruction.convert_ict",
         description="Convert the ICT Face Model (an ICT-FaceKit folder as cloned from "
                     "github.com/ICT-VGL/ICT-FaceKit) into the project's morphable-model format: face area, "

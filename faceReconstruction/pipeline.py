@@ -29,7 +29,6 @@ demo_render.py (`run_render`), per coefficient file `<coeff_path>/<video>/face/N
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from common.cli import ArgumentParser
 from common.fileio import (InputError, atomic_path, read_coeff, read_image, read_points, write_coeff,
                                write_image, write_text)
 from common.parallel import chunks, run_tasks
@@ -581,7 +581,7 @@ def _log(msg):
 
 
 def demo_parser():
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="demo.py",
         description="3D face coefficients (239 per frame: 80 id, 64 exp, 80 tex, 3 angles, 9 SH, "
                     "3 translation) for every <input_path>/<video>/ -> <output_path>/<video>/face/NNNNN.txt. "
@@ -633,7 +633,7 @@ def _demo_main(argv=None) -> int:
 
 
 def render_parser():
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="demo_render.py",
         description="Render the coefficients of <coeff_path>/<video>/face/NNNNN.txt with the model that made "
                     "them: 224x224 RGBA -> <data_path>/<video>/face_render/ (an existing render there is only "

@@ -278,7 +278,7 @@ class Pipeline:
         self.logs = self.work / "logs"
         self.py = sys.executable
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         self.source: videoio.VideoInfo | None = None
         stored = checkpoint_config(opt.checkpoint)
         self.prior = opt.face if opt.face is not None else (stored.face if stored else None)
@@ -688,7 +688,7 @@ class Pipeline:
         win over --face/--levels/--model_args (reported, as run_model.py does)."""
         import os
 
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs: CUDA probing noise on CPUs; failures raise
         from common.flags import select_gpu
         from deblur.checkpoint import load_generator, resolve
         from deblur.inference import Deblurrer

@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from common.cli import run_cli
+from common.cli import ArgumentParser, run_cli
 from common.flags import add_flow_flag
 from common.names import name_problem, safe_name
 
@@ -74,7 +74,7 @@ def _common(p, dataset_default="./dataset"):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m preprocess",
+    ap = ArgumentParser(prog="python -m preprocess",
                                  description="Prepare face-deblurring data: frames, blur synthesis, neighbour alignment, datalist.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("frames", help="video -> dataset/<video>/sharp/00001.png ...")

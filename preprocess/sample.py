@@ -35,6 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.cli import ArgumentParser
 from common.fileio import InputError, frame_name, write_image, write_text
 
 FACE_CENTRE = (220.0, 121.0)  # (x, y) of the astronaut's face in the 512x512 photo, pixels
@@ -141,7 +142,8 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(prog="python -m preprocess.sample", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     d = SampleConfig()
     ap.add_argument("--dataset", default="./dataset", help="dataset root (default ./dataset)")
     ap.add_argument("--name", default="astronaut", help="clip name (default astronaut)")

@@ -31,3 +31,41 @@ def test_commands_share_the_defaults():
     with pytest.raises(SystemExit):
         run_model.parse_args(["--face", "eyes"])
     assert deblur_video.build_parser().parse_args(["in.mp4", "out.mp4"]).gpu == "-1"
+
+
+@pytest.mark.parametrize("argv", [["--face", "sideways"], ["--precision", "fp8"], ["--no_such_flag"]])
+def test_a_bad_flag_is_one_error_line_and_exit_2(argv, capsys):
+    # README: bad input gives one `error:` line; argparse's default prints the usage block first.
+    import run_model
+
+    with pytest.raises(SystemExit) as e:
+        run_model.parse_args(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("run_model.py: error: ") and "usage:" not in err, err
+
+
+def test_subcommands_and_every_command_use_the_shared_parser(capsys):
+    from common.cli import ArgumentParser
+    from preprocess.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["align", "--flow", "farneback"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "error: argument --flow" in lines[0]
+    import deblur_video
+    from faceReconstruction.pipeline import demo_parser, render_parser
+
+    for parser in (deblur_video.build_parser(), demo_parser(), render_parser(), build_parser()):
+        assert isinstance(parser, ArgumentParser)
+
+
+def test_help_states_each_default_once(capsys):
+    import run_model
+
+    with pytest.raises(SystemExit):
+        run_model.parse_args(["--help"])
+    out = capsys.readouterr().out
+    flat = " ".join(out.split())
+    assert "(default both) (default: both)" not in flat and "(default: " in flat
