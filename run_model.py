@@ -27,7 +27,7 @@ def parse_args(argv=None):
     p.add_argument("--phase", choices=("train", "test", "import", "export"), default="test",
                    help="train a model, deblur a testing set, import a TF1 checkpoint, or export "
                         "a checkpoint's weights for shipping (float16, no optimizer state)")
-    g = p.add_argument_group("network (must match the checkpoint)")
+    g = p.add_argument_group("network (training; when testing, the settings a checkpoint stores win and any flag given that differs is reported)")
     add_face_flag(g)
     g.add_argument("--levels", type=int, default=1, help="number of scales (scale-recurrent)")
     g.add_argument("--model", choices=MODELS, default="color",
@@ -113,6 +113,12 @@ def parse_args(argv=None):
     return args
 
 
+def _given_flags(argv, names) -> set[str]:
+    """The `names` the command line sets (`--name V` or `--name=V`)."""
+    tokens = [str(t) for t in (sys.argv[1:] if argv is None else argv)]
+    return {n for n in names if any(t == f"--{n}" or t.startswith(f"--{n}=") for t in tokens)}
+
+
 def main(argv=None) -> int:
     """Exit statuses as every command (common/cli.py): 0 done, 2 bad input, 1 internal failure."""
     from common.cli import run_cli
@@ -159,7 +165,11 @@ def _main(argv=None) -> int:
             if path == SHIPPED_CHECKPOINT:
                 print(f"No --checkpoint and no {own}/: using the shipped model {path} "
                       f"(checkpoints/MODEL_CARD.md)")
-        net, config, step = load_generator(path, NetworkConfig.from_args(args))
+        # only the network flags given on the command line are compared with the checkpoint's
+        # settings (a default is no request: no "using it instead of --face both" note for it)
+        given = _given_flags(argv, NetworkConfig.keys())
+        flags = {k: v for k, v in NetworkConfig.from_args(args).to_dict().items() if k in given}
+        net, config, step = load_generator(path, flags)
         print(f"Loaded {path} (step {step}): {config.to_dict()}")
         check_test_inputs(args.input_path, args.output_path, args.gt_path, config)  # its inputs, now known
         run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,

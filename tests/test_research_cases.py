@@ -361,6 +361,8 @@ def test_levels_come_from_the_checkpoint(tmp_path, vd001, capsys):
         if name == "levels1":  # each differing flag reported the same way
             assert "stores levels=3; using it instead of --levels 1" in out
             assert "stores face=none; using it instead of --face both" in out
+        else:  # flags left at their defaults are no request: nothing to report
+            assert "using it instead" not in out
     np.testing.assert_array_equal(results["default"], results["levels1"])
 
     # The same weights at one level give another picture: the stored levels matter.
