@@ -4,7 +4,7 @@ Replaces the original's manual sequence (extractFrames.m, the Windows landmark d
 demo.py, demo_render.py, generateAlignments.m, run_model.py --phase test; rwenqi/3Dfacedeblurring).
 Logic in pipeline/video.py; stages and the resumable working folder are described there.
 
-    python deblur_video.py INPUT.mp4 OUTPUT.mp4 [--checkpoint checkpoints/both_1_256] [--full_frame]
+    python deblur_video.py INPUT.mp4 OUTPUT.mp4 [--checkpoint PATH] [--full_frame]
 
 The output keeps the input's frame times (variable frame rate included), exact size and audio
 streams; frames without a face pass through unchanged. Exit status 0 on success, 2 for bad
