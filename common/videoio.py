@@ -12,7 +12,9 @@ the container start time and the audio streams.
 Writing (`encode_frames`): the frames are PNG files; an ffconcat list gives each one its
 duration, so a variable-frame-rate input keeps every frame's time (durations are whole
 microseconds taken as differences of the rounded cumulative times, so they never drift, and the
-MP4 track gets the source's time scale, so exact rational times come back exactly). H.264
+MP4 track gets the source's time scale, so exact rational times come back exactly); the last
+frame's duration, which no next frame gives, is set on the encoded packets (`setts`), so the
+stream ends where the source's does and holds one packet per frame. H.264
 (libx264, CRF 18): 4:2:0 (yuv420p, plays everywhere) when width and height are even, else 4:4:4
 (yuv444p; 4:2:0 cannot hold an odd size) so the size is kept exactly. RGB -> YUV with the BT.709
 matrix, limited range, and the stream is tagged so players convert it back the same way.
@@ -226,10 +228,16 @@ def _concat_list(files, times_us: list[int], end_us: int) -> str:
         # the image demuxer's time base is 1/framerate: 1 MHz so the concat's microsecond
         # times pass through unrounded (its default 1/25 would snap every frame to 40 ms)
         lines += [f"file {q(f)}", "option framerate 1000000", f"duration {d // 1_000_000}.{d % 1_000_000:06d}"]
-    # the concat demuxer drops the last entry (and with it the last frame's duration); listing
-    # the last frame again keeps every frame with its duration (the count is checked by callers)
-    lines += [f"file {q(files[-1])}", "option framerate 1000000"]
+    # Every entry is one frame, the last one too; the next entry's time is what times a frame,
+    # so the last frame's duration is not in here (each packet lasts 1 us): `_run_encode`
+    # sets it on the encoded packets. (Listing the last frame again, as a stand-in end, would
+    # be encoded as an extra zero-length sample: n+1 packets and a wrong frame rate.)
     return "\n".join(lines) + "\n"
+
+
+def _ticks(us: int, timescale: int) -> int:
+    """Microseconds -> 1/timescale ticks, rounded to nearest as ffmpeg rescales timestamps."""
+    return (2 * us * timescale + 1_000_000) // 2_000_000
 
 
 def encode_frames(path, files, times=None, end=None, fps=None, audio_from=None, audio=True,
@@ -276,13 +284,19 @@ def encode_frames(path, files, times=None, end=None, fps=None, audio_from=None, 
         lst = Path(td) / "frames.ffconcat"
         lst.write_text(_concat_list(files, us, end_us), encoding="utf-8")
         with atomic_path(path) as tmp:
+            # the last frame's duration in the track's ticks, measured the way ffmpeg places
+            # the frames (microsecond times shifted by the offset, then rounded to ticks)
+            off_us = round(offset * 1_000_000)
+            last_ticks = max(_ticks(end_us + off_us, timescale) - _ticks(us[-1] + off_us, timescale), 1)
             note = _run_encode(tmp, lst, offset, chroma, crf, timescale, audio_from if streams else None,
-                               trim_audio, len(files))
+                               trim_audio, last_ticks)
     return {"frames": len(files), "width": w, "height": h, "pix_fmt": chroma, "audio": streams,
             "audio_note": note}
 
 
-def _run_encode(tmp, lst, offset, chroma, crf, timescale, audio_from, trim_audio, n) -> str:
+def _run_encode(tmp, lst, offset, chroma, crf, timescale, audio_from, trim_audio, last_ticks) -> str:
+    """Run ffmpeg on the concat list `lst`. `last_ticks`: the last frame's duration in
+    1/`timescale` units."""
     vf = f"scale=out_color_matrix=bt709:out_range=tv,format={chroma}"
     base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
     if offset:
@@ -292,7 +306,14 @@ def _run_encode(tmp, lst, offset, chroma, crf, timescale, audio_from, trim_audio
         base += ["-i", str(audio_from)]
     video = ["-map", "0:v:0", "-fps_mode", "passthrough", "-vf", vf,
              "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), *_COLOUR_TAGS,
-             "-enc_time_base:v", f"1/{timescale}", "-video_track_timescale", str(timescale)]
+             "-enc_time_base:v", f"1/{timescale}", "-video_track_timescale", str(timescale),
+             # Packets come out of the encoder lasting ~0 (the image demuxer's 1 us). The MP4
+             # muxer times every sample but the last by the next one's dts; the last sample lasts
+             # its packet's duration (track duration: last dts + it), and the edit list ends at
+             # the largest pts + duration. Every packet gets the last frame's duration, so both
+             # end one frame after the last frame's start (for a constant rate exactly the
+             # input's end); pts and dts are kept as they are.
+             "-bsf:v", f"setts=pts=PTS:dts=DTS:duration={last_ticks}"]
     note = ""
     for audio_codec in (["-c:a", "copy"], ["-c:a", "aac", "-b:a", "192k"]):
         cmd = base + video

@@ -18,6 +18,22 @@ def _clip(tmp_path, name, *args):
     return path
 
 
+def _packets(path):
+    """The video packets as the demuxer hands them out, in presentation order, and their time
+    base: [(pts, duration)], Fraction."""
+    out = subprocess.run([videoio.ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+                          "-f", "framecrc", "-"], capture_output=True, text=True, check=True).stdout
+    tb = Fraction(next(ln for ln in out.splitlines() if ln.startswith("#tb 0:")).split(":", 1)[1].strip())
+    rows = [[int(x) for x in ln.split(",")[2:4]] for ln in out.splitlines() if ln and not ln.startswith("#")]
+    return sorted(map(tuple, rows)), tb
+
+
+def _header_fps(path):
+    err = subprocess.run([videoio.ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    line = next(ln for ln in err.splitlines() if "Video:" in ln)
+    return next(p.strip() for p in line.split(",") if p.strip().endswith(" fps"))
+
+
 def _frames(tmp_path, src):
     d = tmp_path / (src.stem + "_frames")
     d.mkdir()
@@ -37,6 +53,31 @@ def test_rational_rate_24000_1001_stays_exact(tmp_path):
     o = videoio.probe_video(out)
     assert [p * o.time_base for p in o.pts] == [Fraction(1001 * k, 24000) for k in range(48)]
     assert o.rate == Fraction(24000, 1001) and o.end_time() == Fraction(48 * 1001, 24000)
+    pk, tb = _packets(out)
+    assert len(pk) == 48 and pk[-1][1] * tb == Fraction(1001, 24000) and _header_fps(out) == "23.98 fps"
+
+
+def test_constant_rate_round_trip_keeps_duration_and_packet_count(tmp_path):
+    """A 25 fps clip (with audio, as a user's talking-face MP4) comes back with as many packets as
+    frames, the same times, and a last frame one interval long: the stream lasts as long as the
+    input's and ffmpeg reports 25 fps (a stand-in end frame once made 21 packets, 26.25 fps)."""
+    src = _clip(tmp_path, "cfr.mp4", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-f", "lavfi", "-i",
+                "sine=duration=1", "-frames:v", "20", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                "-video_track_timescale", "12800")
+    s = videoio.probe_video(src)
+    assert (s.frames, s.rate, s.end_time()) == (20, 25, Fraction(4, 5))
+    out = tmp_path / "out.mp4"
+    res = videoio.encode_frames(out, _frames(tmp_path, src), s.times(), s.end_time(), audio_from=src,
+                                timescale=s.time_base.denominator)
+    assert res["frames"] == 20 and res["audio"]
+    o = videoio.probe_video(out)
+    assert [p * o.time_base for p in o.pts] == [p * s.time_base for p in s.pts]
+    assert o.frames == 20 and o.rate == 25 and o.end_time() == Fraction(4, 5) and not o.variable_rate
+    (pk_in, tb_in), (pk, tb) = _packets(src), _packets(out)
+    assert len(pk) == len(pk_in) == 20
+    assert [(p * tb, d * tb) for p, d in pk] == [(p * tb_in, d * tb_in) for p, d in pk_in]
+    assert (pk[-1][0] + pk[-1][1] - pk[0][0]) * tb == Fraction(4, 5)  # the stream's duration
+    assert _header_fps(out) == _header_fps(src) == "25 fps"
 
 
 def test_irregular_times_and_odd_size(tmp_path):
@@ -55,6 +96,10 @@ def test_irregular_times_and_odd_size(tmp_path):
     o = videoio.probe_video(out)
     assert (o.width, o.height, o.frames) == (51, 37, 6) and o.variable_rate
     assert [p * o.time_base for p in o.pts] == times
+    # one packet per frame (no stand-in end frame). With B-frames an MP4 sample's duration is
+    # a decode-order difference, so the last frame's own duration is not checked here.
+    pk, tb = _packets(out)
+    assert [p * tb for p, _ in pk] == times
 
 
 def test_audio_is_copied_or_reencoded_with_a_note(tmp_path):
