@@ -153,9 +153,6 @@ def _main(argv=None) -> int:
         from deblur.inference import Deblurrer, check_test_inputs, run_test
         from deblur.precision import set_precision
 
-        # the folders first: a wrong path must not wait for the model, nor leave results behind
-        check_test_inputs(args.input_path, args.output_path, args.gt_path)
-        set_precision(args.precision)
         path = args.checkpoint
         if path is None:
             # The original's location (e.g. the authors' both_1_256) when it is there,
@@ -165,6 +162,10 @@ def _main(argv=None) -> int:
             if path == SHIPPED_CHECKPOINT:
                 print(f"No --checkpoint and no {own}/: using the shipped model {path} "
                       f"(checkpoints/MODEL_CARD.md)")
+        # the paths first (cheap): a wrong one must not wait for the model, nor leave results behind
+        resolve(path)
+        check_test_inputs(args.input_path, args.output_path, args.gt_path)
+        set_precision(args.precision)
         # only the network flags given on the command line are compared with the checkpoint's
         # settings (a default is no request: no "using it instead of --face both" note for it)
         given = _given_flags(argv, NetworkConfig.keys())
