@@ -324,11 +324,6 @@ class Pipeline:
             raise InputError(f"{o.checkpoint}: no deblurring checkpoint there. Train one (python run_model.py "
                              "--phase train ...), import the authors' TF1 checkpoint (see README), or pass "
                              "--checkpoint PATH")
-        from deblur import checkpoint as ckpt
-
-        kind, found = ckpt.resolve(o.checkpoint)  # InputError for a file that is no checkpoint
-        if kind == "native":
-            ckpt.read_meta(found)  # readable and ours (cheap: the JSON entry, no TensorFlow)
         if o.rnet is not None and not Path(o.rnet).is_file():
             raise InputError(f"{o.rnet}: R-Net .pb file not found")
         if o.bfm is not None and not Path(o.bfm).is_file():
@@ -341,6 +336,11 @@ class Pipeline:
                 raise InputError(f"{o.rnet}: the R-Net regresses Basel Face Model coefficients, which only the BFM "
                                  f"can render, but the model found is {path}; give --bfm BFM_model_front.mat, or "
                                  "leave --rnet out to fit the shipped ICT Face Model")
+        from deblur import checkpoint as ckpt
+
+        kind, found = ckpt.resolve(o.checkpoint)  # InputError for a file that is no checkpoint
+        if kind == "native":
+            ckpt.read_meta(found)  # readable and ours (cheap: the JSON entry, no TensorFlow)
         if o.input.is_dir():
             files = frame_folder_files(o.input)
             check_frame_sizes(files[: o.max_frames])
