@@ -116,11 +116,17 @@ class VideoInfo:
         return float(self.rate)
 
     def times(self) -> list[Fraction]:
-        """Start time of every frame in seconds, relative to the container start."""
-        return [p * self.time_base - self.start for p in self.pts]
+        """Start time of every frame in seconds, relative to the container start.
+
+        `pts` are already relative to it: ffmpeg (without -copyts) shifts every stream's
+        timestamps by the container's start time, the earliest start of any stream. (Subtracting
+        `start` again made the times negative when the video is the earliest stream and does
+        not start at 0, e.g. an MPEG-TS clip, and the output's video would have been placed
+        that much before its audio.)"""
+        return [p * self.time_base for p in self.pts]
 
     def end_time(self) -> Fraction:
-        return self.end_pts * self.time_base - self.start
+        return self.end_pts * self.time_base
 
     def to_json(self) -> dict:
         return {"path": self.path, "width": self.width, "height": self.height,

@@ -102,6 +102,24 @@ def test_irregular_times_and_odd_size(tmp_path):
     assert [p * tb for p, _ in pk] == times
 
 
+def test_frame_times_are_relative_to_the_container_start(tmp_path):
+    # Video alone, starting 1/3 s into its own timeline (the container starts with it): its
+    # frames start at 0 (they came out at -1/3 s when the start was subtracted twice).
+    files = _frames(tmp_path, _clip(tmp_path, "src.mp4", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25",
+                                    "-frames:v", "6", "-c:v", "libx264"))
+    times = [Fraction(1, 3) + Fraction(k, 25) for k in range(6)]
+    videoio.encode_frames(tmp_path / "late.mp4", files, times, times[-1] + Fraction(1, 25))
+    o = videoio.probe_video(tmp_path / "late.mp4")
+    assert abs(float(o.start) - 1 / 3) < 1e-6  # the container starts with the video
+    assert o.times() == [t - Fraction(1, 3) for t in times] and o.end_time() == Fraction(6, 25)
+    # Video 1/3 s after the audio (the container starts with the audio): the offset stays.
+    av = _clip(tmp_path, "av.mkv", "-f", "lavfi", "-i", "sine=duration=1", "-itsoffset", "0.333333",
+               "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-map", "0:a", "-map", "1:v", "-frames:v", "6",
+               "-c:v", "libx264", "-c:a", "aac")
+    t0 = videoio.probe_video(av).times()[0]
+    assert abs(float(t0) - 1 / 3) <= 1 / 25, float(t0)  # lavfi's 1/25 s time base rounds the offset
+
+
 def test_audio_is_copied_or_reencoded_with_a_note(tmp_path):
     src = _clip(tmp_path, "a.mkv", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-f", "lavfi", "-i",
                 "sine=duration=1", "-frames:v", "10", "-c:v", "libx264", "-c:a", "aac")
