@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     from deblur.config import add_face_flag
     from pipeline.video import DEFAULT_CHECKPOINT
 
-    ap = ArgumentParser(prog="deblur_video.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(prog="deblur_video.py", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", help="blurry face video (any format ffmpeg reads) or a folder of frames")
     ap.add_argument("output", help="deblurred video to write (.mp4/.mov/.m4v/.mkv, H.264; same frames, "
                                    "frame times, size and audio as the input)")

@@ -23,7 +23,8 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
-    ap = ArgumentParser(prog="evaluate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(prog="evaluate.py", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pred", required=True, help="restored frames: <pred>/<video>/00001.png (or PNGs directly)")
     ap.add_argument("--gt", required=True, help="sharp frames: <gt>/<video>/sharp/ or <gt>/<video>/ (or PNGs directly)")
     ap.add_argument("--blurry", help="blurry inputs, scored as the reference row: <blurry>/<video>/blurry/ "

@@ -21,13 +21,14 @@ from common.flags import add_gpu_flag, add_precision_flag, select_gpu
 from deblur.config import MODELS, add_face_flag
 
 
-def parse_args(argv=None):
+def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="run_model.py", description=__doc__.split("\n")[0],
-                                formatter_class=DefaultsHelpFormatter)
+                       formatter_class=DefaultsHelpFormatter)
     p.add_argument("--phase", choices=("train", "test", "import", "export"), default="test",
                    help="train a model, deblur a testing set, import a TF1 checkpoint, or export "
                         "a checkpoint's weights for shipping (float16, no optimizer state)")
-    g = p.add_argument_group("network (training; when testing, the settings a checkpoint stores win and any flag given that differs is reported)")
+    g = p.add_argument_group("network (training; when testing, the settings a checkpoint stores win "
+                             "and a flag given that differs is reported)")
     add_face_flag(g)
     g.add_argument("--levels", type=int, default=1, help="number of scales (scale-recurrent)")
     g.add_argument("--model", choices=MODELS, default="color",
@@ -104,19 +105,17 @@ def parse_args(argv=None):
     g.add_argument("--xla", action="store_true",
                    help="compile the training step / forward pass with XLA (see docs/benchmarks.md's "
                         "speed table for where it helps)")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    args = build_parser().parse_args(argv)
     if args.precision is None:
         # inference gains from bf16 units where the machine has them and changes nothing where
         # it does not (auto = fp32 there); training stays fp32 unless asked, as before, since
         # the precision changes what a training run learns
         args.precision = "auto" if args.phase == "test" else "fp32"
     return args
-
-
-def _given_flags(argv, names) -> set[str]:
-    """The `names` the command line sets (`--name V` or `--name=V`)."""
-    tokens = [str(t) for t in (sys.argv[1:] if argv is None else argv)]
-    return {n for n in names if any(t == f"--{n}" or t.startswith(f"--{n}=") for t in tokens)}
 
 
 def main(argv=None) -> int:
@@ -168,7 +167,7 @@ def _main(argv=None) -> int:
         set_precision(args.precision)
         # only the network flags given on the command line are compared with the checkpoint's
         # settings (a default is no request: no "using it instead of --face both" note for it)
-        given = _given_flags(argv, NetworkConfig.keys())
+        given = build_parser().given(argv)
         flags = {k: v for k, v in NetworkConfig.from_args(args).to_dict().items() if k in given}
         net, config, step = load_generator(path, flags)
         print(f"Loaded {path} (step {step}): {config.to_dict()}")

@@ -11,7 +11,8 @@ frame and crop (vd001/face_render/, R-Net + BFM + tf_mesh_renderer): alpha IoU, 
 images and PSNR of RGB inside the common mask (`faceReconstruction.prior_metrics`), and the
 NME of the 68 projected model landmarks against dlib's 68 points (both in crop coordinates,
 normalised by dlib's outer-eye-corner distance). Means over the frames; wall times per frame.
---figure writes a comparison picture (under bench/out/, not committed: it shows vd001's frames): blurry crop | original BFM render | ICT render of one frame.
+--figure writes a comparison picture (under bench/out/, not committed: it shows vd001's frames):
+blurry crop | original BFM render | ICT render of one frame.
 """
 from __future__ import annotations
 

@@ -50,6 +50,15 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: {error_line(message)} (see {self.prog} --help)\n")
 
+    def given(self, argv=None) -> set[str]:
+        """The destinations `argv` sets itself rather than leaving at their defaults: argparse
+        parses it again into a namespace that already holds a marker for every destination (it
+        fills in defaults only where nothing is there), so abbreviations and --flag=value count.
+        Not for append/count flags (they would add to the marker)."""
+        unset = object()
+        marked = argparse.Namespace(**{k: unset for k in vars(self.parse_args(argv))})
+        return {k for k, v in vars(self.parse_args(argv, marked)).items() if v is not unset}
+
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """--help shows every flag's default, except where the help text already states it (the

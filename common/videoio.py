@@ -234,10 +234,11 @@ def _concat_list(files, times_us: list[int], end_us: int) -> str:
         # the image demuxer's time base is 1/framerate: 1 MHz so the concat's microsecond
         # times pass through unrounded (its default 1/25 would snap every frame to 40 ms)
         lines += [f"file {q(f)}", "option framerate 1000000", f"duration {d // 1_000_000}.{d % 1_000_000:06d}"]
-    # Every entry is one frame, the last one too; the next entry's time is what times a frame,
-    # so the last frame's duration is not in here (each packet lasts 1 us): `_run_encode`
-    # sets it on the encoded packets. (Listing the last frame again, as a stand-in end, would
-    # be encoded as an extra zero-length sample: n+1 packets and a wrong frame rate.)
+    # Every entry is one frame, the last one too. The durations place the frames, but the
+    # packets themselves last 1 us (the image demuxer's rate), so the last frame's own duration
+    # is set on the encoded packets by `_run_encode`. (Listing the last frame again, as a
+    # stand-in end, would be encoded as an extra zero-length sample: n+1 packets and a wrong
+    # frame rate.)
     return "\n".join(lines) + "\n"
 
 

@@ -97,7 +97,8 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
-    ap = ArgumentParser(prog="demo/run_demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(prog="demo/run_demo.py", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="demo_work", help="working folder (default demo_work/)")
     ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                     help=f"use this trained model when it exists (default {DEFAULT_CHECKPOINT})")

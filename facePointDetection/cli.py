@@ -16,8 +16,8 @@ from .pipeline import MAX_GAP, check_points, detect_dataset
 
 def build_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(prog="python -m facePointDetection",
-                                 description="Five (and optionally 68) facial landmarks on every "
-                                             "DIR/<video>/blurry/ frame -> face/, bbox.txt (face68/).")
+                        description="Five (and optionally 68) facial landmarks on every "
+                                    "DIR/<video>/blurry/ frame -> face/, bbox.txt (face68/).")
     ap.add_argument("--dataset", default="./dataset", help="dataset root (default ./dataset)")
     ap.add_argument("--points", type=int, default=5, choices=(5, 68),
                     help="5 (MTCNN, default) or 68 (also write dlib 68 points to face68/)")

@@ -298,12 +298,11 @@ def run_coefficients(input_path="./dataset", output_path="./training_set",
     exist are skipped unless overwrite; jobs: worker processes. Returns {video name: number of
     frames written}. Bad input -> InputError naming the file.
     """
-    cfg = config
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_dir():
         raise InputError(f"{input_path}: input dataset folder not found")
     folders = sorted(d for d in input_path.iterdir()
-                     if d.is_dir() and ((d / "face").is_dir() or (cfg.kind == "gt" and (d / "faceGT").is_dir())))
+                     if d.is_dir() and ((d / "face").is_dir() or (config.kind == "gt" and (d / "faceGT").is_dir())))
     if videos is not None:
         wanted = set(videos)
         missing = wanted - {d.name for d in folders}
@@ -314,12 +313,12 @@ def run_coefficients(input_path="./dataset", output_path="./training_set",
         raise InputError(f"{input_path}: no <video>/face/ folder inside (expected "
                          f"{input_path}/<video>/face/00001.txt and <video>/blurry/00001.png)")
     net = None
-    if cfg.rnet is not None:
+    if config.rnet is not None:
         from faceReconstruction.rnet import RNet
 
-        net = RNet(cfg.rnet, cfg.rnet_input, cfg.rnet_output, batch_size=cfg.batch_size)
+        net = RNet(config.rnet, config.rnet_input, config.rnet_output, batch_size=config.batch_size)
     try:
-        return _coefficients(output_path, folders, cfg, net, jobs, overwrite, log, progress)
+        return _coefficients(output_path, folders, config, net, jobs, overwrite, log, progress)
     finally:
         if net is not None:
             net.close()
@@ -365,8 +364,8 @@ def _coefficients(output_path, videos, cfg, net, jobs, overwrite, log, progress)
                       "file": None, "fingerprint": None}
             info["method"] = f"R-Net {Path(rnet).resolve()}"
         else:
-            coeff, albedo, info = _fit_video(bfm_path, model, prepared, n_coeff, smooth, cfg.shared_id, jobs, video.name,
-                                             log, progress)
+            coeff, albedo, info = _fit_video(bfm_path, model, prepared, n_coeff, smooth, cfg.shared_id, jobs,
+                                             video.name, log, progress)
             record = model_record(model, bfm_path)
         if not np.all(np.isfinite(coeff)):
             raise InputError(f"{video}: the coefficients came out non-finite (bad landmarks?)")
@@ -387,8 +386,6 @@ def _coefficients(output_path, videos, cfg, net, jobs, overwrite, log, progress)
             + (f", albedo {a_path.name}" if albedo is not None else ""))
         done[video.name] = len(outs)
     return done
-
-
 
 
 def _fit_video(bfm_path, model, prepared, n_coeff, smooth, shared_id, jobs, name, log, progress):

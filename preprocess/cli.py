@@ -75,7 +75,7 @@ def _common(p, dataset_default="./dataset"):
 
 def build_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(prog="python -m preprocess",
-                                 description="Prepare face-deblurring data: frames, blur synthesis, neighbour alignment, datalist.")
+                        description="Prepare face-deblurring data: frames, blur synthesis, neighbour alignment, datalist.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("frames", help="video -> dataset/<video>/sharp/00001.png ...")
     _common(p); _frames_args(p)

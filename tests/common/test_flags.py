@@ -69,3 +69,13 @@ def test_help_states_each_default_once(capsys):
     out = capsys.readouterr().out
     flat = " ".join(out.split())
     assert "(default both) (default: both)" not in flat and "(default: " in flat
+
+
+def test_given_flags_are_those_the_command_line_sets():
+    # run_model.py --phase test compares only these with the checkpoint's settings
+    from run_model import build_parser
+
+    p = build_parser()
+    assert {"face", "channels"} <= p.given(["--face", "none", "--chan=8"])  # abbreviation, --flag=value
+    assert "levels" not in p.given(["--face", "none"]) and "face" not in p.given([])
+    assert p.parse_args([]).face == "both"  # the defaults are back afterwards

@@ -415,7 +415,8 @@ def test_render_uses_the_clip_albedo(tmp_path, vd001, ict):
             shutil.copy(f, data / sub / f.name)
     ts = tmp_path / "ts"
     logs = []
-    pipeline.run_coefficients(tmp_path / "dataset", ts, pipeline.CoefficientConfig(bfm=B.SHIPPED_MODEL, landmarks="68"),
+    pipeline.run_coefficients(tmp_path / "dataset", ts,
+                              pipeline.CoefficientConfig(bfm=B.SHIPPED_MODEL, landmarks="68"),
                               log=logs.append, progress=False)
     assert any("3D face model: ICT Face Model" in m for m in logs)
     alb_path = ts / "vd001" / "face_albedo.npy"
