@@ -89,6 +89,53 @@ def assign_by_name(net, arrays: dict, source: str) -> None:
         var.assign(np.asarray(arrays[k], dtype=var.dtype))
 
 
+def assign_widened(net, arrays: dict, source: str, new_scale: float = 0.1) -> list[str]:
+    """Load a network trained without (some of) the 3D prior into one that uses it.
+
+    The prior widens layers rather than adding any: the render makes every full-resolution
+    block 3 channels wider (`enc1_*`, `dec1_*`, `enc2_1`'s input), the coefficient channel the
+    bottleneck blocks 1 wider (`dec3_*`, `dec2_4`'s input). Each checkpoint array is copied into
+    the leading slice of the wider variable (the prior's channels come last, as concatenated);
+    the entries it does not cover keep the network's fresh initialisation times `new_scale`.
+    With `new_scale=0` the wider network computes exactly what the checkpoint's did (the prior
+    is ignored), but its new channels could never learn (a zero-in, zero-out ReLU channel gets
+    no gradient); the default 0.1 keeps it close to the checkpoint's function and trainable
+    (Net2Net-style widening, Chen et al., ICLR 2016).
+
+    Names must match exactly and each array must fit inside its variable, else
+    CheckpointMismatch as `assign_by_name`. Returns the names that were widened.
+    """
+    from deblur.network import tf1_names
+
+    targets = tf1_names(net)
+    missing = sorted(set(targets) - set(arrays))
+    unexpected = sorted(set(arrays) - set(targets))
+    too_big = sorted(f"{k}: checkpoint {tuple(arrays[k].shape)} vs network {tuple(targets[k].shape)}"
+                     for k in set(targets) & set(arrays)
+                     if arrays[k].ndim != len(targets[k].shape)
+                     or any(a > b for a, b in zip(arrays[k].shape, targets[k].shape)))
+    if missing or unexpected or too_big:
+        lines = [f"{source}: checkpoint cannot be widened into the network (only the 3D prior's "
+                 f"channels may differ; face/levels/model/n_frames/channels flags?)"]
+        for title, items in (("missing", missing), ("unexpected", unexpected),
+                             ("larger than the network", too_big)):
+            if items:
+                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:12])
+                             + (" ..." if len(items) > 12 else ""))
+        raise CheckpointMismatch("\n".join(lines))
+    widened = []
+    for k, var in targets.items():
+        src = np.asarray(arrays[k], dtype=np.float32)
+        if src.shape == tuple(var.shape):
+            var.assign(src.astype(var.dtype))
+            continue
+        value = np.asarray(var.numpy(), dtype=np.float32) * new_scale
+        value[tuple(slice(0, n) for n in src.shape)] = src
+        var.assign(value.astype(var.dtype))
+        widened.append(k)
+    return sorted(widened)
+
+
 def network_arrays(net) -> dict:
     from deblur.network import tf1_names
 

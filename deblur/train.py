@@ -211,7 +211,14 @@ def train(cfg: TrainConfig) -> dict:
         resumed, start = _resume(train_dir, net, opt, config, cfg, max_steps, eval_loss, batch_of)
     elif cfg.init_checkpoint:
         src_net, src_cfg, _ = ckpt.load_generator(cfg.init_checkpoint, config, verbose=False)
-        ckpt.assign_by_name(net, ckpt.network_arrays(src_net), str(cfg.init_checkpoint))
+        if src_cfg.face != config.face:
+            # e.g. a --face none model continued as --face both: the prior's channels are new.
+            widened = ckpt.assign_widened(net, ckpt.network_arrays(src_net), str(cfg.init_checkpoint))
+            print(f"note: {cfg.init_checkpoint} was trained with --face {src_cfg.face}; "
+                  f"{len(widened)} arrays widened for --face {config.face} (the prior's "
+                  f"channels start small and random)")
+        else:
+            ckpt.assign_by_name(net, ckpt.network_arrays(src_net), str(cfg.init_checkpoint))
         if src_cfg.levels != config.levels:
             print(f"note: {cfg.init_checkpoint} was trained with levels={src_cfg.levels}; its "
                   f"weights (shared by all scales) start a --levels {config.levels} network")

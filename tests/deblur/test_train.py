@@ -190,3 +190,69 @@ def test_residual_setting_travels_with_the_checkpoint(tmp_path, capsys):
     net, cfg, _ = ckpt.load_generator(old, {"face": "none", "levels": 1, "residual": True},
                                       verbose=False)
     assert cfg.residual is False and net.deblur_config == cfg
+
+
+def _outputs(net, x, render=None, coeff=None):
+    feed = {"blur": x}
+    if render is not None:
+        feed["render"], feed["coeff"] = render, coeff
+    out = net(feed)
+    return np.asarray(out[-1] if isinstance(out, (list, tuple)) else out)
+
+
+def test_a_model_without_the_prior_widens_into_one_with_it():
+    """assign_widened: at new_scale 0 the --face both network computes exactly what the
+    --face none network did (the prior is ignored); at the default its new channels are small
+    and non-zero (trainable) and the output stays close; anything but the prior's channels
+    differing is refused."""
+    from deblur.network import build_generator
+
+    src = build_generator("none", 1, channels=4)
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 40, 40, 15), dtype=np.float32)
+    render = rng.random((1, 40, 40, 3), dtype=np.float32)
+    coeff = rng.normal(size=(1, 9, 9)).astype(np.float32)
+    # Random non-zero weights everywhere (a fresh network's zero biases would hide a bad copy).
+    arrays = {k: rng.normal(scale=0.03, size=v.shape).astype(np.float32)
+              for k, v in ckpt.network_arrays(src).items()}
+    ckpt.assign_by_name(src, arrays, "src")
+    ref = _outputs(src, x)
+
+    exact = build_generator("both", 1, channels=4)
+    widened = ckpt.assign_widened(exact, arrays, "src", new_scale=0.0)
+    assert "g_net/enc1_2/conv1/weights" in widened and "g_net/dec3_1/conv1/weights" in widened
+    assert "g_net/enc1_1/weights" not in widened  # the first conv sees only the frames
+    np.testing.assert_allclose(_outputs(exact, x, render, coeff), ref, rtol=1e-4, atol=1e-4)
+
+    near = build_generator("both", 1, channels=4)
+    ckpt.assign_widened(near, arrays, "src")
+    w = ckpt.network_arrays(near)["g_net/enc1_2/conv1/weights"]  # [5, 5, 4+3, 4+3]
+    np.testing.assert_array_equal(w[:, :, :4, :4], arrays["g_net/enc1_2/conv1/weights"])
+    assert np.all(np.abs(w[:, :, 4:, :]).max(axis=(0, 1, 3)) > 0)  # the render's inputs learn
+    out = _outputs(near, x, render, coeff)
+    assert 0 < np.abs(out - ref).max() < 0.5 * np.abs(ref).max()
+
+    with pytest.raises(ckpt.CheckpointMismatch, match="larger than the network"):
+        ckpt.assign_widened(build_generator("none", 1, channels=4),
+                            ckpt.network_arrays(exact), "both ckpt")
+    with pytest.raises(ckpt.CheckpointMismatch, match="larger than the network"):
+        ckpt.assign_widened(build_generator("both", 1, channels=3), arrays, "wider ckpt")
+
+
+def test_init_checkpoint_without_the_prior_starts_a_run_with_it(tmp_path, capsys):
+    """--init_checkpoint of a --face none run starts --face both training (the ablation's
+    continuation): the shared weights are the source's, and the run trains."""
+    deblur_data.build(tmp_path, n=3, h=40, w=40)
+    train(_args(tmp_path, "--patch_size", "36", "--max_steps", "1", "--face", "none",
+                "--checkpoint_dir", str(tmp_path / "none")))
+    src = tmp_path / "none" / "deblur-1.npz"
+    res = train(_args(tmp_path, "--patch_size", "36", "--max_steps", "1", "--face", "both",
+                      "--lr", "0", "--init_checkpoint", str(src),
+                      "--checkpoint_dir", str(tmp_path / "both")))
+    assert res["step"] == 1 and np.isfinite(res["losses"]).all()
+    assert "arrays widened for --face both" in capsys.readouterr().out
+    a = ckpt.read_native(src)[0]
+    b = ckpt.read_native(tmp_path / "both" / "deblur-1.npz")[0]
+    np.testing.assert_allclose(b["g_net/enc1_1/weights"], a["g_net/enc1_1/weights"], atol=1e-6)
+    np.testing.assert_allclose(b["g_net/enc1_2/conv1/weights"][:, :, :4, :4],
+                               a["g_net/enc1_2/conv1/weights"], atol=1e-6)
