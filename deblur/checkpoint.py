@@ -62,6 +62,18 @@ class CheckpointNotFinite(InputError):
 
 # ----------------------------------------------------------------------------- name-based loading
 
+def _refuse(headline: str, **groups) -> None:
+    """CheckpointMismatch listing every non-empty group of variable names (12 per group)."""
+    if not any(groups.values()):
+        return
+    lines = [headline]
+    for title, items in groups.items():
+        if items:
+            lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:12])
+                         + (" ..." if len(items) > 12 else ""))
+    raise CheckpointMismatch("\n".join(lines))
+
+
 def assign_by_name(net, arrays: dict, source: str) -> None:
     """Assign arrays to the network's variables by TF1 name; stop on any mismatch.
 
@@ -76,15 +88,9 @@ def assign_by_name(net, arrays: dict, source: str) -> None:
     mismatched = sorted(f"{k}: checkpoint {tuple(arrays[k].shape)} vs network {tuple(targets[k].shape)}"
                         for k in set(targets) & set(arrays)
                         if tuple(arrays[k].shape) != tuple(targets[k].shape))
-    if missing or unexpected or mismatched:
-        lines = [f"{source}: checkpoint does not match the network "
-                 f"(face/levels/model/n_frames/channels flags?)"]
-        for title, items in (("missing", missing), ("unexpected", unexpected),
-                             ("shape mismatch", mismatched)):
-            if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:12])
-                             + (" ..." if len(items) > 12 else ""))
-        raise CheckpointMismatch("\n".join(lines))
+    _refuse(f"{source}: checkpoint does not match the network "
+            f"(face/levels/model/n_frames/channels flags?)",
+            missing=missing, unexpected=unexpected, **{"shape mismatch": mismatched})
     for k, var in targets.items():
         var.assign(np.asarray(arrays[k], dtype=var.dtype))
 
@@ -114,15 +120,9 @@ def assign_widened(net, arrays: dict, source: str, new_scale: float = 0.1) -> li
                      for k in set(targets) & set(arrays)
                      if arrays[k].ndim != len(targets[k].shape)
                      or any(a > b for a, b in zip(arrays[k].shape, targets[k].shape)))
-    if missing or unexpected or too_big:
-        lines = [f"{source}: checkpoint cannot be widened into the network (only the 3D prior's "
-                 f"channels may differ; face/levels/model/n_frames/channels flags?)"]
-        for title, items in (("missing", missing), ("unexpected", unexpected),
-                             ("larger than the network", too_big)):
-            if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:12])
-                             + (" ..." if len(items) > 12 else ""))
-        raise CheckpointMismatch("\n".join(lines))
+    _refuse(f"{source}: checkpoint cannot be widened into the network (only the 3D prior's "
+            f"channels may differ; face/levels/model/n_frames/channels flags?)",
+            missing=missing, unexpected=unexpected, **{"larger than the network": too_big})
     widened = []
     for k, var in targets.items():
         src = np.asarray(arrays[k], dtype=np.float32)

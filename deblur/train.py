@@ -213,6 +213,13 @@ def train(cfg: TrainConfig) -> dict:
         src_net, src_cfg, _ = ckpt.load_generator(cfg.init_checkpoint, config, verbose=False)
         if src_cfg.face != config.face:
             # e.g. a --face none model continued as --face both: the prior's channels are new.
+            # Widening would also accept a narrower network's weights, so the rest must agree.
+            other = [f"{k}={getattr(src_cfg, k)}" for k in ("model", "n_frames", "channels")
+                     if getattr(src_cfg, k) != getattr(config, k)]
+            if other:
+                raise InputError(f"{cfg.init_checkpoint}: trained with {', '.join(other)}; starting "
+                                 f"a --face {config.face} run from a --face {src_cfg.face} model "
+                                 f"needs the same network otherwise")
             widened = ckpt.assign_widened(net, ckpt.network_arrays(src_net), str(cfg.init_checkpoint))
             print(f"note: {cfg.init_checkpoint} was trained with --face {src_cfg.face}; "
                   f"{len(widened)} arrays widened for --face {config.face} (the prior's "
