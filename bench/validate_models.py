@@ -11,6 +11,10 @@ segments; the blurry input is scored the same way as the reference row.
         --model none=checkpoints/none_1_256/best.npz --model both=checkpoints/both_1_256/best.npz \
         --out bench/results/validation.json [--precision bf16] [--no_identity]
 
+`--blank_prior NAME` scores model NAME with zero coefficients and black renders in place of the
+3D prior (the same checkpoint may be given twice under two names): what the network loses
+without the prior's information.
+
 Prints a markdown table; writes JSON with per-clip and overall figures.
 """
 from __future__ import annotations
@@ -35,7 +39,26 @@ def _clip_of(segment: str) -> str:
     return segment.rsplit("__s", 1)[0]
 
 
-def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision: str, identity: bool):
+def _blank_prior_input(recipe: Path, segment: str, dst: Path) -> None:
+    """`dst` = the segment's testing-set folder with a prior that carries no information: its
+    blur_* folders linked, zero coefficients and black renders of the frame size per frame."""
+    import numpy as np
+
+    from common.fileio import read_image, write_coeff, write_image
+
+    src = (recipe / "training_set" / segment).resolve()
+    (dst / "face").mkdir(parents=True, exist_ok=True)
+    (dst / "render").mkdir(exist_ok=True)
+    for d in src.glob("blur_*"):
+        if not (dst / d.name).exists():
+            (dst / d.name).symlink_to(d)
+    for f in sorted((src / "blur_0").glob("*.png")):
+        write_coeff(dst / "face" / (f.stem + ".txt"), np.zeros(239))
+        write_image(dst / "render" / f.name, np.zeros_like(read_image(f)))
+
+
+def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision: str, identity: bool,
+                blank_prior: bool = False):
     from deblur.checkpoint import load_generator
     from deblur.evaluate import evaluate
     from deblur.inference import Deblurrer, run_test
@@ -43,11 +66,13 @@ def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision:
 
     set_precision(precision)
     net, config, step = load_generator(checkpoint, verbose=False)
-    inp = work / "input"
+    inp = work / ("input_blank_prior" if blank_prior else "input")
     inp.mkdir(parents=True, exist_ok=True)
     for s in segments:
         link = inp / s
-        if not link.exists():
+        if blank_prior:
+            _blank_prior_input(recipe, s, link)
+        elif not link.exists():
             link.symlink_to((recipe / "training_set" / s).resolve())
     out = work / name
     t0 = time.time()
@@ -55,7 +80,7 @@ def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision:
     seconds = time.time() - t0
     rep = evaluate(out, recipe / "dataset", recipe / "dataset", identity=identity)
     return dict(checkpoint=str(checkpoint), step=step, config=config.to_dict(), seconds=round(seconds, 1),
-                rows=rep.rows)
+                blank_prior=blank_prior, rows=rep.rows)
 
 
 def _mean(rows, key):
@@ -107,16 +132,23 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench/out/validation.json"))
     add_precision_flag(ap, default="bf16")
     ap.add_argument("--no_identity", action="store_true")
+    ap.add_argument("--blank_prior", action="append", default=[], metavar="NAME",
+                    help="score model NAME with a blank 3D prior (zero coefficients, black renders): "
+                         "how much does the network rely on the prior?")
     ap.add_argument("--work", type=Path, default=None, help="folder for the restored frames (default: temp)")
     a = ap.parse_args(argv)
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     segments = _val_segments(a.recipe)
+    unknown = set(a.blank_prior) - {m.partition("=")[0] for m in a.model}
+    if unknown:
+        ap.error(f"--blank_prior {sorted(unknown)[0]}: no --model of that name")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = a.work or Path(tmp)
         for spec in a.model:
             name, _, path = spec.partition("=")
-            res = score_model(name, path, a.recipe, segments, work, a.precision, not a.no_identity)
+            res = score_model(name, path, a.recipe, segments, work, a.precision, not a.no_identity,
+                              blank_prior=name in a.blank_prior)
             res["summary"] = summarise(res)
             results[name] = res
             o = res["summary"]["overall"]

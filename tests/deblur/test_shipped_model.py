@@ -79,6 +79,15 @@ def vd001_run(tmp_path_factory):
                     str(tmp / "dataset"), "--out", str(tmp / "testing_set"),
                     "--datalist", "", "--align", "flow", "--flow", "dis"],
                    check=True, cwd=ROOT, capture_output=True)
+    if ckpt.stored_config(SHIPPED, ckpt.read_meta(SHIPPED)).face != "none":
+        # A model with the 3D prior reads coefficients and renders: stages 3 and 4 with the
+        # shipped ICT Face Model, from the five points vd001 comes with.
+        for cmd in (["demo.py", "--input_path", str(tmp / "dataset"),
+                     "--output_path", str(tmp / "testing_set")],
+                    ["demo_render.py", "--coeff_path", str(tmp / "testing_set"),
+                     "--data_path", str(tmp / "dataset")]):
+            subprocess.run([sys.executable, *cmd], check=True, cwd=ROOT, capture_output=True,
+                           env=script_env())
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         rc = run_model.main(["--phase", "test", "--input_path", str(tmp / "testing_set"),

@@ -1,0 +1,62 @@
+"""bench/validate_models.py, the script behind the validation and ablation tables of
+checkpoints/MODEL_CARD.md: per-clip rows, the blank-prior probe, flag errors."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from bench import validate_models
+from common.fileio import read_coeff, read_image
+from deblur import checkpoint as ckpt
+from deblur.config import NetworkConfig
+from deblur.network import build_network
+from deblur.testing import datasets as deblur_data
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    """A recipe-shaped folder: one validation segment with (stand-in) priors, and a random
+    `--face both` checkpoint."""
+    root = tmp_path_factory.mktemp("recipe")
+    deblur_data.build(root, video="person__s00", n=4, h=48, w=48)
+    shutil.copy(root / "datalist_train.txt", root / "datalist_val.txt")
+    net = build_network(NetworkConfig(face="both", levels=1, channels=4))
+    path = root / "both.npz"
+    ckpt.save_native(path, net, step=3)
+    return root, path
+
+
+def test_blank_prior_scores_the_same_network_without_its_prior(recipe, tmp_path):
+    root, path = recipe
+    out = tmp_path / "v.json"
+    rc = validate_models.main(["--recipe", str(root), "--model", f"real={path}",
+                               "--model", f"blank={path}", "--blank_prior", "blank",
+                               "--no_identity", "--precision", "fp32", "--out", str(out),
+                               "--work", str(tmp_path / "work")])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    real, blank = res["models"]["real"], res["models"]["blank"]
+    assert (real["blank_prior"], blank["blank_prior"]) == (False, True)
+    assert real["summary"]["per_clip"]["person"]["frames"] == 4
+    # The blank input: the same frames, zero coefficients, black renders of the frame size.
+    seg = tmp_path / "work" / "input_blank_prior" / "person__s00"
+    frame = read_image(seg / "blur_0" / "00002.png")
+    assert (seg / "blur_0").resolve() == (root / "training_set" / "person__s00" / "blur_0").resolve()
+    render = read_image(seg / "render" / "00002.png")
+    assert render.shape == frame.shape and not render.any()
+    assert not read_coeff(seg / "face" / "00002.txt").any()
+    # A random network with the prior answers differently without it.
+    assert real["summary"]["overall"]["psnr"] != pytest.approx(blank["summary"]["overall"]["psnr"], abs=1e-3)
+    assert real["summary"]["overall"]["blurry_psnr"] == blank["summary"]["overall"]["blurry_psnr"]
+    assert "| person | 4 |" in res["table"]
+
+
+def test_blank_prior_must_name_a_model(recipe, tmp_path, capsys):
+    root, path = recipe
+    with pytest.raises(SystemExit) as e:
+        validate_models.main(["--recipe", str(root), "--model", f"real={path}",
+                              "--blank_prior", "both", "--out", str(tmp_path / "v.json")])
+    assert e.value.code == 2 and "--blank_prior both: no --model of that name" in capsys.readouterr().err
