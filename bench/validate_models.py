@@ -39,26 +39,9 @@ def _clip_of(segment: str) -> str:
     return segment.rsplit("__s", 1)[0]
 
 
-def _blank_prior_input(recipe: Path, segment: str, dst: Path) -> None:
-    """`dst` = the segment's testing-set folder with a prior that carries no information: its
-    blur_* folders linked, zero coefficients and black renders of the frame size per frame."""
-    import numpy as np
-
-    from common.fileio import read_image, write_coeff, write_image
-
-    src = (recipe / "training_set" / segment).resolve()
-    (dst / "face").mkdir(parents=True, exist_ok=True)
-    (dst / "render").mkdir(exist_ok=True)
-    for d in src.glob("blur_*"):
-        if not (dst / d.name).exists():
-            (dst / d.name).symlink_to(d)
-    for f in sorted((src / "blur_0").glob("*.png")):
-        write_coeff(dst / "face" / (f.stem + ".txt"), np.zeros(239))
-        write_image(dst / "render" / f.name, np.zeros_like(read_image(f)))
-
-
 def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision: str, identity: bool,
                 blank_prior: bool = False):
+    from bench.blank_prior import blank_testing_input
     from deblur.checkpoint import load_generator
     from deblur.evaluate import evaluate
     from deblur.inference import Deblurrer, run_test
@@ -71,7 +54,7 @@ def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision:
     for s in segments:
         link = inp / s
         if blank_prior:
-            _blank_prior_input(recipe, s, link)
+            blank_testing_input(recipe / "training_set" / s, link)
         elif not link.exists():
             link.symlink_to((recipe / "training_set" / s).resolve())
     out = work / name
