@@ -62,77 +62,61 @@ class CheckpointNotFinite(InputError):
 
 # ----------------------------------------------------------------------------- name-based loading
 
-def _refuse(headline: str, **groups) -> None:
-    """CheckpointMismatch listing every non-empty group of variable names (12 per group)."""
-    if not any(groups.values()):
-        return
-    lines = [headline]
-    for title, items in groups.items():
-        if items:
-            lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:12])
-                         + (" ..." if len(items) > 12 else ""))
-    raise CheckpointMismatch("\n".join(lines))
+# The prior's new channels start at this fraction of a fresh initialisation (assign_by_name's widen).
+WIDEN_SCALE = 0.1
 
 
-def assign_by_name(net, arrays: dict, source: str) -> None:
+def assign_by_name(net, arrays: dict, source: str, widen: float | None = None) -> list[str]:
     """Assign arrays to the network's variables by TF1 name; stop on any mismatch.
 
     Reports every missing, unexpected and shape-mismatched name at once (BasicSR-style), so a
     user loading a checkpoint built with other flags sees what differs.
-    """
-    from deblur.network import tf1_names
 
-    targets = tf1_names(net)
-    missing = sorted(set(targets) - set(arrays))
-    unexpected = sorted(set(arrays) - set(targets))
-    mismatched = sorted(f"{k}: checkpoint {tuple(arrays[k].shape)} vs network {tuple(targets[k].shape)}"
-                        for k in set(targets) & set(arrays)
-                        if tuple(arrays[k].shape) != tuple(targets[k].shape))
-    _refuse(f"{source}: checkpoint does not match the network "
-            f"(face/levels/model/n_frames/channels flags?)",
-            missing=missing, unexpected=unexpected, **{"shape mismatch": mismatched})
-    for k, var in targets.items():
-        var.assign(np.asarray(arrays[k], dtype=var.dtype))
-
-
-def assign_widened(net, arrays: dict, source: str, new_scale: float = 0.1) -> list[str]:
-    """Load a network trained without (some of) the 3D prior into one that uses it.
-
-    The prior widens layers rather than adding any: the render makes every full-resolution
-    block 3 channels wider (`enc1_*`, `dec1_*`, `enc2_1`'s input), the coefficient channel the
-    bottleneck blocks 1 wider (`dec3_*`, `dec2_4`'s input). Each checkpoint array is copied into
-    the leading slice of the wider variable (the prior's channels come last, as concatenated);
-    the entries it does not cover keep the network's fresh initialisation times `new_scale`.
-    With `new_scale=0` the wider network computes exactly what the checkpoint's did (the prior
+    `widen` loads a network trained without (some of) the 3D prior into one that uses it. The
+    prior widens layers rather than adding any: the render makes every full-resolution block 3
+    channels wider (`enc1_*`, `dec1_*`, `enc2_1`'s input), the coefficient channel the bottleneck
+    blocks 1 wider (`dec3_*`, `dec2_4`'s input). Each array then only has to fit inside its
+    variable: it is copied into the leading slice (the prior's channels come last, as
+    concatenated) and the entries it does not cover keep the network's fresh initialisation
+    times `widen`. At 0 the wider network computes exactly what the checkpoint's did (the prior
     is ignored), but its new channels could never learn (a zero-in, zero-out ReLU channel gets
-    no gradient); the default 0.1 keeps it close to the checkpoint's function and trainable
-    (Net2Net-style widening, Chen et al., ICLR 2016).
-
-    Names must match exactly and each array must fit inside its variable, else
-    CheckpointMismatch as `assign_by_name`. Returns the names that were widened.
+    no gradient); WIDEN_SCALE (0.1) keeps it close to the checkpoint's function and trainable (Net2Net-style
+    widening, Chen et al., ICLR 2016). Returns the names that were widened.
     """
     from deblur.network import tf1_names
 
     targets = tf1_names(net)
     missing = sorted(set(targets) - set(arrays))
     unexpected = sorted(set(arrays) - set(targets))
-    too_big = sorted(f"{k}: checkpoint {tuple(arrays[k].shape)} vs network {tuple(targets[k].shape)}"
-                     for k in set(targets) & set(arrays)
-                     if arrays[k].ndim != len(targets[k].shape)
-                     or any(a > b for a, b in zip(arrays[k].shape, targets[k].shape)))
-    _refuse(f"{source}: checkpoint cannot be widened into the network (only the 3D prior's "
-            f"channels may differ; face/levels/model/n_frames/channels flags?)",
-            missing=missing, unexpected=unexpected, **{"larger than the network": too_big})
+
+    def fits(a, t):
+        if widen is None:
+            return a == t
+        return len(a) == len(t) and all(x <= y for x, y in zip(a, t))
+
+    bad = sorted(f"{k}: checkpoint {tuple(arrays[k].shape)} vs network {tuple(targets[k].shape)}"
+                 for k in set(targets) & set(arrays)
+                 if not fits(tuple(arrays[k].shape), tuple(targets[k].shape)))
+    if missing or unexpected or bad:
+        lines = [f"{source}: checkpoint does not match the network "
+                 f"(face/levels/model/n_frames/channels flags?)" if widen is None else
+                 f"{source}: checkpoint cannot be widened into the network (only the 3D prior's "
+                 f"channels may differ; face/levels/model/n_frames/channels flags?)"]
+        for title, items in (("missing", missing), ("unexpected", unexpected),
+                             ("shape mismatch" if widen is None else "larger than the network", bad)):
+            if items:
+                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:12])
+                             + (" ..." if len(items) > 12 else ""))
+        raise CheckpointMismatch("\n".join(lines))
     widened = []
     for k, var in targets.items():
         src = np.asarray(arrays[k], dtype=np.float32)
-        if src.shape == tuple(var.shape):
-            var.assign(src.astype(var.dtype))
-            continue
-        value = np.asarray(var.numpy(), dtype=np.float32) * new_scale
-        value[tuple(slice(0, n) for n in src.shape)] = src
-        var.assign(value.astype(var.dtype))
-        widened.append(k)
+        if src.shape != tuple(var.shape):
+            value = np.asarray(var.numpy(), dtype=np.float32) * widen
+            value[tuple(slice(0, n) for n in src.shape)] = src
+            src = value
+            widened.append(k)
+        var.assign(src.astype(var.dtype))
     return sorted(widened)
 
 

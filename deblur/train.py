@@ -220,7 +220,8 @@ def train(cfg: TrainConfig) -> dict:
                 raise InputError(f"{cfg.init_checkpoint}: trained with {', '.join(other)}; starting "
                                  f"a --face {config.face} run from a --face {src_cfg.face} model "
                                  f"needs the same network otherwise")
-            widened = ckpt.assign_widened(net, ckpt.network_arrays(src_net), str(cfg.init_checkpoint))
+            widened = ckpt.assign_by_name(net, ckpt.network_arrays(src_net), str(cfg.init_checkpoint),
+                                          widen=ckpt.WIDEN_SCALE)
             print(f"note: {cfg.init_checkpoint} was trained with --face {src_cfg.face}; "
                   f"{len(widened)} arrays widened for --face {config.face} (the prior's "
                   f"channels start small and random)")

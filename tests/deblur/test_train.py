@@ -202,7 +202,7 @@ def _outputs(net, x, render=None, coeff=None):
 
 
 def test_a_model_without_the_prior_widens_into_one_with_it():
-    """assign_widened: at new_scale 0 the --face both network computes exactly what the
+    """assign_by_name(widen=...): at 0 the --face both network computes exactly what the
     --face none network did (the prior is ignored); at the default its new channels are small
     and non-zero (trainable) and the output stays close; anything but the prior's channels
     differing is refused."""
@@ -220,7 +220,7 @@ def test_a_model_without_the_prior_widens_into_one_with_it():
     ref = _outputs(src, x)
 
     exact = build_generator("both", 1, channels=4)
-    widened = ckpt.assign_widened(exact, arrays, "src", new_scale=0.0)
+    widened = ckpt.assign_by_name(exact, arrays, "src", widen=0.0)
     assert "g_net/enc1_2/conv1/weights" in widened and "g_net/dec3_1/conv1/weights" in widened
     assert "g_net/enc1_1/weights" not in widened  # the first conv sees only the frames
     np.testing.assert_allclose(_outputs(exact, x, render, coeff), ref, rtol=1e-4, atol=1e-4)
@@ -228,7 +228,7 @@ def test_a_model_without_the_prior_widens_into_one_with_it():
     def deviation(new_scale):
         keras.utils.set_random_seed(1)  # the same fresh initialisation for each scale
         net = build_generator("both", 1, channels=4)
-        ckpt.assign_widened(net, arrays, "src", new_scale=new_scale)
+        ckpt.assign_by_name(net, arrays, "src", widen=new_scale)
         w = ckpt.network_arrays(net)["g_net/enc1_2/conv1/weights"]  # [5, 5, 4+3, 4+3]
         np.testing.assert_array_equal(w[:, :, :4, :4], arrays["g_net/enc1_2/conv1/weights"])
         assert np.all(np.abs(w[:, :, 4:, :]).max(axis=(0, 1, 3)) > 0)  # the render's inputs learn
@@ -236,14 +236,15 @@ def test_a_model_without_the_prior_widens_into_one_with_it():
 
     # The default keeps the widened network near the source: its deviation is about a tenth of
     # that of fully fresh new channels (the deviation is close to linear in the scale).
-    near, fresh = deviation(0.1), deviation(1.0)
+    near, fresh = deviation(ckpt.WIDEN_SCALE), deviation(1.0)
     assert 0 < near < 0.3 * fresh, (near, fresh)
 
     with pytest.raises(ckpt.CheckpointMismatch, match="larger than the network"):
-        ckpt.assign_widened(build_generator("none", 1, channels=4),
-                            ckpt.network_arrays(exact), "both ckpt")
+        ckpt.assign_by_name(build_generator("none", 1, channels=4),
+                            ckpt.network_arrays(exact), "both ckpt", widen=ckpt.WIDEN_SCALE)
     with pytest.raises(ckpt.CheckpointMismatch, match="larger than the network"):
-        ckpt.assign_widened(build_generator("both", 1, channels=3), arrays, "wider ckpt")
+        ckpt.assign_by_name(build_generator("both", 1, channels=3), arrays, "wider ckpt",
+                            widen=ckpt.WIDEN_SCALE)
 
 
 def test_init_checkpoint_without_the_prior_starts_a_run_with_it(tmp_path, capsys):
