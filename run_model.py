@@ -131,7 +131,8 @@ def _main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs: CUDA probing noise on CPUs; failures raise
 
     from common.errors import InputError
-    from deblur.checkpoint import SHIPPED_CHECKPOINT, export_weights, import_tf1, load_generator, resolve
+    from deblur.checkpoint import (SHIPPED_CHECKPOINT, export_weights, import_tf1, load_generator,
+                                   model_record, resolve)
     from deblur.config import NetworkConfig, TrainConfig
     from deblur.train import default_train_dir, train
 
@@ -172,9 +173,11 @@ def _main(argv=None) -> int:
         net, config, step = load_generator(path, flags)
         print(f"Loaded {path} (step {step}): {config.to_dict()}")
         check_test_inputs(args.input_path, args.output_path, args.gt_path, config)  # its inputs, now known
+        source = resolve(path)[1]
         run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,
-                           jit_compile=args.xla, source=str(resolve(path)[1])),
-                 args.input_path, args.output_path, args.gt_path, args.skip_existing)
+                           jit_compile=args.xla, source=str(source)),
+                 args.input_path, args.output_path, args.gt_path, args.skip_existing,
+                 model=model_record(source, config, step))
     return 0
 
 

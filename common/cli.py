@@ -10,7 +10,8 @@ Exit statuses (documented in the README and docs/video.md, the same for every co
      denied, out of memory). The message says which; for a bug the traceback is printed above
      it. Files already written are complete (every output is written under a temporary name and
      renamed), so re-running the command after fixing the cause continues where it stopped.
-130 interrupted (Ctrl-C), same guarantee as above.
+130 interrupted (Ctrl-C), same guarantee as above; a command whose re-run needs a flag to keep
+     what was finished says so (common.errors.Interrupted).
 
 Usage in a `main`:
 
@@ -25,7 +26,7 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
-from common.errors import InputError
+from common.errors import InputError, Interrupted
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -81,6 +82,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv=None, *, pr
     except bad_input as e:
         print(error_line(e), file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT
+    except Interrupted as e:
+        print(f"{prog}: interrupted. {e}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print(f"{prog}: interrupted. Every file written so far is complete; running the same "
               "command again continues where it stopped.", file=sys.stderr, flush=True)

@@ -11,3 +11,9 @@ class InputError(ValueError):
     Raise it only for problems the user can fix in their input or flags; a re-run with the same
     input fails the same way. Anything else is an internal failure (exit status 1).
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, re-raised by a command that knows how its work continues: the message says what
+    was finished and how to go on (for example which flag keeps the finished files). Every
+    command's wrapper (common/cli.py) prints it in place of its general resume sentence."""

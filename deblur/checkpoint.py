@@ -397,6 +397,35 @@ def load_generator(path, config: NetworkConfig | dict | None = None, verbose: bo
     return net, cfg, step
 
 
+# What produced a folder of results: `run_model.py --phase test` writes it as
+# <output_path>/model.json, evaluate.py reads it to label its table and report.
+MODEL_RECORD = "model.json"
+
+
+def model_record(path, config: NetworkConfig, step: int) -> dict:
+    """{"model": one line naming the checkpoint, "checkpoint", "step", "config", "shipped"}.
+
+    The line says "the shipped model ..." for checkpoints/facedeblur.npz, so no result of it is
+    presented as the authors' model or the other way round."""
+    p = Path(path)
+    shipped = p.resolve() == SHIPPED_CHECKPOINT
+    name = f"the shipped model {SHIPPED_CHECKPOINT.name} (checkpoints/MODEL_CARD.md)" if shipped else str(p)
+    line = f"{name}, step {int(step)}, --face {config.face}, {config.channels} channels"
+    return {"model": line, "checkpoint": str(p.resolve()), "step": int(step),
+            "config": config.to_dict(), "shipped": shipped}
+
+
+def read_model_record(folder) -> dict | None:
+    """The record `model_record` wrote into a results folder, or None when there is none (or it
+    is unreadable: results are then unlabelled, never mislabelled)."""
+    f = Path(folder) / MODEL_RECORD
+    try:
+        rec = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and isinstance(rec.get("model"), str) else None
+
+
 def export_weights(src, dst, dtype: str = "float16", extra: dict | None = None) -> Path:
     """Weights-only copy of a checkpoint for shipping: no optimizer state, arrays cast to `dtype`
     (float16 halves the size; loading casts back to the network's float32 variables, a change

@@ -37,6 +37,7 @@ from common.videoio import write_video
 from common.frames import image_files
 from common.fileio import InputError, atomic_path, read_image, write_image, write_text
 from common.paths import dlib_model_path
+from deblur.checkpoint import MODEL_RECORD, read_model_record
 
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_y", "id_dist")
 
@@ -109,6 +110,7 @@ class Report:
     videos: dict = field(default_factory=dict)      # video -> {metric: mean}
     overall: dict = field(default_factory=dict)     # {"result": {...}, "blurry": {...}}
     notes: list = field(default_factory=list)
+    model: str | None = None                        # what produced the results (<pred>/model.json)
 
 
 def _score(img: np.ndarray, gt: np.ndarray) -> dict:
@@ -135,7 +137,8 @@ def evaluate(pred, gt, blurry=None, identity: bool = True, progress=None) -> Rep
     vids = _video_dirs(pred)
     single = len(vids) == 1  # one video: gt/blurry/render may also be given as a plain folder of frames
     scorer = IdentityScorer() if identity else None
-    rep = Report()
+    rec = read_model_record(pred)
+    rep = Report(model=rec["model"] if rec else None)
     n_fallback = 0
     for video, pdir in vids.items():
         gdir = _resolve(gt, video, ("sharp", ""), single)
@@ -217,6 +220,9 @@ def format_table(rep: Report) -> str:
         lines.append("  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))))
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    lines.append(f"result = {rep.model}" if rep.model else
+                 f"result = frames of an unrecorded model (no {MODEL_RECORD} in the --pred folder; "
+                 "run_model.py --phase test writes one)")
     lines.append("PSNR in dB (data range 255); Y = BT.601 luma (MATLAB rgb2ycbcr); "
                  "id dist = dlib 128-d descriptor distance to the sharp frame (same person < 0.6)")
     lines.append("averaging: " + metrics.AVERAGING)
@@ -246,7 +252,7 @@ def write_reports(rep: Report, out_prefix) -> tuple[Path, Path]:
                                                            if k not in ("video", "frame", "id_fallback")}})
     doc = {"metric_definitions": {**metrics.DEFINITIONS, "id_dist": "Euclidean distance of dlib "
         "128-d descriptors to the sharp frame (same person < 0.6)"},
-        "averaging": metrics.AVERAGING, "overall": rep.overall, "videos": rep.videos, "frames": rep.rows, "notes": rep.notes}
+        "averaging": metrics.AVERAGING, "model": rep.model, "overall": rep.overall, "videos": rep.videos, "frames": rep.rows, "notes": rep.notes}
     write_text(json_path, json.dumps(metrics.json_safe(doc), indent=1) + "\n")
     return csv_path, json_path
 

@@ -22,7 +22,9 @@ from common.frames import frame_offsets, list_frames, list_videos
 from deblur.config import NetworkConfig
 from deblur.network import (coeff_patch, crop_back, image_channels, pad_to_valid, uses_coeff,
                             uses_render)
+from common.errors import Interrupted
 from common.fileio import InputError, read_coeff, read_image, write_image, write_text
+from deblur.checkpoint import MODEL_RECORD, read_model_record
 
 
 class NonFiniteOutput(InputError):
@@ -231,7 +233,7 @@ def check_test_inputs(input_path, output_path, gt_path=None, config: NetworkConf
 
 
 def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
-             skip_existing: bool = False, log=print) -> dict:
+             skip_existing: bool = False, log=print, model: dict | None = None) -> dict:
     """Deblur every video of a testing_set-style folder.
 
     With `gt_path`, every written frame is scored with common/metrics.py (PSNR/SSIM, RGB and Y)
@@ -240,7 +242,34 @@ def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
     {"videos": {video: means}, "all_frames": means, "frames": rows, "averaging": ...} or {}
     without ground truth. A frame whose network output is not finite stops the run
     (NonFiniteOutput naming the checkpoint and the frame); nothing is written for it.
+
+    `model` (deblur.checkpoint.model_record) says what produced the frames: written as
+    `<output_path>/model.json` (evaluate.py labels its report with it) and into metrics.json.
+    With `skip_existing`, frames recorded as another model's are refused (InputError) rather
+    than mixed into this model's results. Ctrl-C raises common.errors.Interrupted saying how to
+    keep the finished frames (`--skip_existing`).
     """
+    if model is not None:
+        _record_model(Path(output_path), model, skip_existing)
+    try:
+        return _run_test(deblurrer, input_path, output_path, gt_path, skip_existing, log, model)
+    except KeyboardInterrupt:
+        how = ("running the same command again continues where it stopped" if skip_existing else
+               "run the same command with --skip_existing to keep them and do the rest (without it, "
+               "every frame is deblurred again, as in the original)")
+        raise Interrupted(f"The frames written to {output_path} so far are complete; {how}.") from None
+
+
+def _record_model(output_path: Path, model: dict, skip_existing: bool) -> None:
+    old = read_model_record(output_path)
+    same = old is not None and all(old.get(k) == model.get(k) for k in ("checkpoint", "step", "config"))
+    if skip_existing and old is not None and not same:
+        raise InputError(f"{output_path}: --skip_existing would keep frames of {old['model']} among "
+                         f"those of {model['model']}; use another --output_path or drop --skip_existing")
+    write_text(output_path / MODEL_RECORD, json.dumps(model, indent=1) + "\n")
+
+
+def _run_test(deblurrer, input_path, output_path, gt_path, skip_existing, log, model) -> dict:
     cfg = deblurrer.config
     rows = []
     times = []
@@ -265,7 +294,10 @@ def run_test(deblurrer: Deblurrer, input_path, output_path, gt_path=None,
     results = {}
     if rows:
         results = summary(rows)
-        log(f"PSNR/SSIM against {gt_path} (common/metrics.py; {metrics.AVERAGING}):")
+        if model is not None:
+            results["model"] = model["model"]
+        who = f" of {model['model']}" if model is not None else ""
+        log(f"PSNR/SSIM{who} against {gt_path} (common/metrics.py; {metrics.AVERAGING}):")
         for k, v in [*results["videos"].items(), ("ALL (all frames)", results["all_frames"])]:
             log(format_means(k, v))
         write_text(Path(output_path) / "metrics.json",

@@ -23,7 +23,8 @@ stream through in chunks of `--chunk` frames (memory does not grow with the clip
 
 `--keep_intermediates` also writes the windows, warped neighbours and network outputs in the
 original layout (dataset/<seg>/blurry/, training_set/<seg>/blur_-2..2/, result/<seg>/);
-`--frames_out DIR` copies the final frames as PNGs.
+`--frames_out DIR` copies the final frames as PNGs, with `model.json` naming the network that made
+them (evaluate.py labels its report with it).
 
 What the output keeps (checked after encoding, by reading the output back):
 * frame times: every frame keeps its input presentation timestamp (variable frame rate, exact
@@ -68,7 +69,7 @@ from common.errors import InputError
 from common.flags import DEFAULT_FLOW, DEFAULT_GPU
 from common.frames import frame_folder_files, png_frames
 from common.paths import check_output
-from deblur.checkpoint import SHIPPED_CHECKPOINT
+from deblur.checkpoint import MODEL_RECORD, SHIPPED_CHECKPOINT, model_record
 from deblur.config import NetworkConfig
 from facePointDetection.pipeline import MAX_GAP
 from common.fileio import atomic_path, frame_name, read_image, write_image, write_points, write_text
@@ -471,7 +472,10 @@ class Pipeline:
         """What the output is, against the input: size, timing, audio, frames without a face."""
         n, (w, h) = enc["frames"], (enc["width"], enc["height"])
         chroma = {"yuv420p": "4:2:0", "yuv444p": "4:4:4 (High 4:4:4 profile)"}.get(enc["pix_fmt"], enc["pix_fmt"])
-        lines = [f"video: {n} frames, {w}x{h} (the input's size), H.264 {chroma}"]
+        sar = Fraction(enc.get("sar", "1"))
+        aspect = (f", pixel aspect ratio {sar.numerator}:{sar.denominator} (the input's: shown "
+                  f"{round(w * sar)}x{h})" if sar != 1 else "")
+        lines = [f"video: {n} frames, {w}x{h} (the input's size){aspect}, H.264 {chroma}"]
         t = info["timing"]
         if t["mode"] == "source":
             r = Fraction(t["rate"])
@@ -546,7 +550,7 @@ class Pipeline:
                 np.save(f, pts)
         info = {"input": str(o.input), "name": self.name, "size": [w, h], "frames": n,
                 "timing": self._timing(n, (w, h)), "audio": self.source.audio if self.source else [],
-                "detection": c}
+                "sar": str(self.source.sar) if self.source else "1", "detection": c}
         write_text(self.work / "video.json", json.dumps(info, indent=1) + "\n")
 
     def _timing(self, n: int, size) -> dict:
@@ -709,6 +713,9 @@ class Pipeline:
         self.say(f"    network {resolve(o.checkpoint)[1]} (step {step}): {cfg.to_dict()}, precision {precision}"
                  f"{' (auto)' if o.precision == 'auto' else ''}, {'XLA' if o.xla else 'no XLA'}, batch {o.batch}")
         self._note([f"network: {resolve(o.checkpoint)[1]}, precision {precision}"])
+        # what made the frames, for --frames_out (evaluate.py labels its report with it)
+        write_text(self.work / MODEL_RECORD, json.dumps(model_record(resolve(o.checkpoint)[1], cfg, step),
+                                                        indent=1) + "\n")
         return Deblurrer(net, cfg, jit_compile=o.xla, source=str(resolve(o.checkpoint)[1])), cfg
 
     def run_deblur(self) -> None:
@@ -814,15 +821,17 @@ class Pipeline:
         else:
             kw = dict(fps=Fraction(t["rate"]), trim_audio=bool(o.max_frames))
         audio_from = o.input if (o.input.is_file() and not o.no_audio) else None
-        enc = videoio.encode_frames(o.output, frames, audio_from=audio_from, **kw)
+        sar = Fraction(info.get("sar", "1"))
+        enc = videoio.encode_frames(o.output, frames, audio_from=audio_from, sar=sar, **kw)
         if enc.get("audio_note"):
             self._note([enc["audio_note"]])
         got = videoio.probe_video(o.output)
-        want = (info["frames"], *info["size"])
-        if (got.frames, got.width, got.height) != want:
+        want = (info["frames"], *info["size"], sar)
+        if (got.frames, got.width, got.height, got.sar) != want:
             o.output.unlink(missing_ok=True)
-            raise StageError(f"{o.output} came out with {got.frames} frames of {got.width}x{got.height}, "
-                             f"expected {want[0]} of {want[1]}x{want[2]}")
+            raise StageError(f"{o.output} came out with {got.frames} frames of {got.width}x{got.height} "
+                             f"(pixel aspect {got.sar}), expected {want[0]} of {want[1]}x{want[2]} "
+                             f"(pixel aspect {sar})")
         if t["mode"] == "source":
             rel = [x - times[0] for x in times]
             out_rel = [x - got.times()[0] for x in got.times()]
@@ -836,6 +845,8 @@ class Pipeline:
             dst.mkdir(parents=True, exist_ok=True)
             for f in frames:
                 shutil.copyfile(f, dst / f.name)
+            if (self.work / MODEL_RECORD).is_file():
+                shutil.copyfile(self.work / MODEL_RECORD, dst / MODEL_RECORD)
 
 
 class FrameWindow:

@@ -106,6 +106,9 @@ def test_run_model_test_phase_uses_the_shipped_model_by_default(vd001_run):
     assert rc == 0
     assert f"using the shipped model {SHIPPED}" in out
     assert len(res["frames"]) == 25
+    # the figures and the results folder say which model made them (evaluate.py reads model.json)
+    assert "PSNR/SSIM of the shipped model facedeblur.npz" in out
+    assert res["model"].startswith("the shipped model facedeblur.npz")
 
 
 @pytest.mark.slow

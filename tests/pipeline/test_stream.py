@@ -111,7 +111,8 @@ def test_in_process_frames_equal_the_stage_tools(kept, ckpt, tmp_path):
 
 def test_frames_out_and_intermediates_only_when_asked(kept, clip, ckpt, tmp_path):
     opt, res = kept
-    assert sorted(p.name for p in opt.frames_out.iterdir()) == [f"{k:05d}.png" for k in range(1, N + 1)]
+    # the frames and the record of the network that made them (evaluate.py labels with it)
+    assert sorted(p.name for p in opt.frames_out.iterdir()) == [f"{k:05d}.png" for k in range(1, N + 1)] + ["model.json"]
     assert len(list((opt.work_dir / "training_set").rglob("*.png"))) == 5 * N
     # the default: the video and the working folder's final frames, nothing else as PNG
     plain = _options(clip, tmp_path / "out.mp4", ckpt, work_dir=tmp_path / "work", chunk=4)

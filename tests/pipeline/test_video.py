@@ -152,8 +152,11 @@ def test_deblur_video_end_to_end_and_resume(face_videos, tmp_path):
     boxes = np.loadtxt(work / "boxes.txt", usecols=(1, 2, 3, 4), dtype=int)
     side = boxes[:, 2:] - boxes[:, :2]
     assert np.all(side % 32 == 0) and np.all(side == side[0]) and side[0].prod() < 0.25 * 1280 * 720
-    names = sorted(p.name for p in frames_out.iterdir())
+    names = sorted(p.name for p in frames_out.iterdir() if p.suffix == ".png")
     assert names == [f"{k:05d}.png" for k in range(1, N_FRAMES + 1)]
+    # what made the frames travels with them (evaluate.py labels its report with it)
+    record = json.loads((frames_out / "model.json").read_text())
+    assert record["checkpoint"] == str((ckpt / "deblur-0.npz").resolve()) and record["step"] == 0
     inputs = [f for _, f in iter_video(src)]  # the decoder the command uses
     for k in (0, N_FRAMES - 1):
         got = read_image(frames_out / names[k])
