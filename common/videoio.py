@@ -65,6 +65,8 @@ class VideoInfo:
     start         : container start time, seconds (audio and video are placed relative to it)
     audio         : one description per audio stream, e.g. "aac (LC), 16000 Hz, mono"
     other_streams : descriptions of subtitle/data streams (not carried into outputs)
+    sar           : sample (pixel) aspect ratio of the decoded frames, width/height of one pixel
+                    (1 = square pixels; anamorphic video shows width * sar x height)
     """
 
     path: str
@@ -78,6 +80,7 @@ class VideoInfo:
     pix_fmt: str = ""
     audio: list = field(default_factory=list)
     other_streams: list = field(default_factory=list)
+    sar: Fraction = Fraction(1)
 
     @property
     def frames(self) -> int:
@@ -132,17 +135,30 @@ class VideoInfo:
         return {"path": self.path, "width": self.width, "height": self.height,
                 "time_base": str(self.time_base), "pts": self.pts, "end_pts": self.end_pts,
                 "start": str(self.start), "codec": self.codec, "pix_fmt": self.pix_fmt,
-                "audio": self.audio, "other_streams": self.other_streams}
+                "audio": self.audio, "other_streams": self.other_streams, "sar": str(self.sar)}
 
     @classmethod
     def from_json(cls, d: dict) -> "VideoInfo":
         return cls(d["path"], d["width"], d["height"], Fraction(d["time_base"]), list(d["pts"]),
                    d["end_pts"], Fraction(d["start"]), d.get("codec", ""), d.get("pix_fmt", ""),
-                   list(d.get("audio", [])), list(d.get("other_streams", [])))
+                   list(d.get("audio", [])), list(d.get("other_streams", [])), Fraction(d.get("sar", "1")))
 
 
 _STREAM = re.compile(r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (\w+): (.*)$")
 _START = re.compile(r"start: (-?\d+\.\d+)")
+_SAR = re.compile(r"\b(\d+)x(\d+) \[SAR (\d+):(\d+) DAR")
+
+
+def _sar(desc: str, shown: tuple[int, int]) -> Fraction:
+    """Sample aspect ratio from ffmpeg's stream line ("270x356 [SAR 8:9 DAR ...]") for frames
+    shown at `shown` (w, h): when rotation metadata turned the coded frame by 90 degrees, the
+    pixels turned with it, so the ratio inverts. 1 when absent or unknown (0:1)."""
+    m = _SAR.search(desc)
+    if not m or int(m.group(3)) == 0 or int(m.group(4)) == 0:
+        return Fraction(1)
+    sar = Fraction(int(m.group(3)), int(m.group(4)))
+    coded = (int(m.group(1)), int(m.group(2)))
+    return 1 / sar if coded != shown and coded == shown[::-1] else sar
 
 
 def probe_video(path) -> VideoInfo:
@@ -200,7 +216,8 @@ def probe_video(path) -> VideoInfo:
         codec=video.split(",")[0].split()[0], pix_fmt=_pix_fmt(video),
         audio=[desc.strip() for _, kind, desc in streams if kind == "Audio"],
         other_streams=[f"{kind}: {desc.split(',')[0]}" for _, kind, desc in streams
-                       if kind not in ("Video", "Audio")])
+                       if kind not in ("Video", "Audio")],
+        sar=_sar(video, size))
 
 
 def _pix_fmt(desc: str) -> str:
@@ -248,7 +265,8 @@ def _ticks(us: int, timescale: int) -> int:
 
 
 def encode_frames(path, files, times=None, end=None, fps=None, audio_from=None, audio=True,
-                  timescale: int | None = None, crf: int = CRF, trim_audio: bool = False) -> dict:
+                  timescale: int | None = None, crf: int = CRF, trim_audio: bool = False,
+                  sar: Fraction = Fraction(1)) -> dict:
     """Encode PNG frame files into an H.264 video at `path`, atomically; return what was written.
 
     times : start time of each frame in seconds (Fractions; first frame may start after 0),
@@ -259,7 +277,9 @@ def encode_frames(path, files, times=None, end=None, fps=None, audio_from=None, 
             (when only part of the source's frames were kept).
     timescale : the MP4 track time scale (the source's time-base denominator keeps its
             timestamps exact).
-    Returns {"frames", "width", "height", "pix_fmt", "audio": [kept streams], "audio_note"}.
+    sar : sample aspect ratio written into the stream (an anamorphic source's, so players show
+          the output as they show the input).
+    Returns {"frames", "width", "height", "pix_fmt", "sar", "audio": [kept streams], "audio_note"}.
     Nothing appears at `path` unless the whole video was written.
     """
     from PIL import Image
@@ -296,15 +316,17 @@ def encode_frames(path, files, times=None, end=None, fps=None, audio_from=None, 
             off_us = round(offset * 1_000_000)
             last_ticks = max(_ticks(end_us + off_us, timescale) - _ticks(us[-1] + off_us, timescale), 1)
             note = _run_encode(tmp, lst, offset, chroma, crf, timescale, audio_from if streams else None,
-                               trim_audio, last_ticks)
-    return {"frames": len(files), "width": w, "height": h, "pix_fmt": chroma, "audio": streams,
-            "audio_note": note}
+                               trim_audio, last_ticks, Fraction(sar))
+    return {"frames": len(files), "width": w, "height": h, "pix_fmt": chroma, "sar": str(Fraction(sar)),
+            "audio": streams, "audio_note": note}
 
 
-def _run_encode(tmp, lst, offset, chroma, crf, timescale, audio_from, trim_audio, last_ticks) -> str:
+def _run_encode(tmp, lst, offset, chroma, crf, timescale, audio_from, trim_audio, last_ticks,
+                sar: Fraction = Fraction(1)) -> str:
     """Run ffmpeg on the concat list `lst`. `last_ticks`: the last frame's duration in
     1/`timescale` units."""
-    vf = f"scale=out_color_matrix=bt709:out_range=tv,format={chroma}"
+    vf = (f"scale=out_color_matrix=bt709:out_range=tv,format={chroma},"
+          f"setsar={sar.numerator}/{sar.denominator}")
     base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
     if offset:
         base += ["-itsoffset", f"{float(offset):.6f}"]

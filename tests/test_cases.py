@@ -117,6 +117,21 @@ def test_odd_frame_size_is_kept_exactly(ckpts, tmp_path):
         assert psnr(got[:boxes[0, 1]], want[:boxes[0, 1]]) > 35  # above the face window
 
 
+def test_anamorphic_pixels_are_kept(ckpts, tmp_path):
+    """Non-square pixels (a phone or DV clip with a sample aspect ratio): the output keeps the
+    input's ratio, so players show it with the input's shape, and the summary says so."""
+    src = tmp_path / "anamorphic.mp4"
+    subprocess.run([videoio.ffmpeg_exe(), "-v", "error", "-i", str(case("audio-track", "with_audio.mp4")),
+                    "-frames:v", "6", "-vf", "setsar=4/3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-an",
+                    str(src)], check=True)
+    out = tmp_path / "out.mp4"
+    r = deblur_video(src, out, ckpts["none"])
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    o = videoio.probe_video(out)
+    assert (o.width, o.height, o.sar) == (224, 224, Fraction(4, 3))
+    assert "224x224 (the input's size), pixel aspect ratio 4:3 (the input's: shown 299x224)" in r.stdout
+
+
 # ----------------------------------------------------------------------------- variable-frame-rate
 def test_variable_frame_rate_keeps_every_timestamp(ckpts, tmp_path):
     src = case("variable-frame-rate", "vfr.mp4")

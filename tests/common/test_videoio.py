@@ -147,3 +147,23 @@ def test_probe_errors_name_the_file(tmp_path):
     audio = _clip(tmp_path, "s.m4a", "-f", "lavfi", "-i", "sine=duration=0.3", "-c:a", "aac")
     with pytest.raises(InputError, match="has no video stream"):
         videoio.probe_video(audio)
+
+
+def test_sample_aspect_ratio_is_read_and_kept(tmp_path):
+    """Anamorphic video (non-square pixels): probed, written back, and inverted when rotation
+    metadata turns the frame (the pixels turn with it)."""
+    src = _clip(tmp_path, "sar.mp4", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10", "-frames:v", "4",
+                "-vf", "setsar=4/3", "-c:v", "libx264", "-pix_fmt", "yuv420p")
+    info = videoio.probe_video(src)
+    assert (info.width, info.height, info.sar) == (64, 48, Fraction(4, 3))
+    assert videoio.VideoInfo.from_json(info.to_json()).sar == Fraction(4, 3)
+    rot = _clip(tmp_path, "rot.mp4", "-display_rotation:v:0", "90", "-i", str(src), "-c", "copy")
+    r = videoio.probe_video(rot)
+    assert (r.width, r.height, r.sar) == (48, 64, Fraction(3, 4))
+    frames = _frames(tmp_path, src)
+    out = tmp_path / "out.mp4"
+    enc = videoio.encode_frames(out, frames, fps=10, sar=info.sar)
+    assert enc["sar"] == "4/3" and videoio.probe_video(out).sar == Fraction(4, 3)
+    plain = tmp_path / "plain.mp4"
+    videoio.encode_frames(plain, frames, fps=10)  # square pixels unless asked
+    assert videoio.probe_video(plain).sar == 1
