@@ -19,7 +19,9 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements.txt -r requirements-test.txt
-	$(PIP) install --quiet --no-deps -e .
+	# setuptools warns on every editable install of a flat layout that same-named folders in the
+	# working directory take precedence: here they are these very packages, so the warning is noise.
+	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install --quiet --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
