@@ -125,6 +125,22 @@ def _load_pair(path: Path, ref_shape, what: str) -> np.ndarray:
     return img
 
 
+def _recorded_model(pred: Path, vids: dict) -> str | None:
+    """The model named by `<pred>/model.json` (run_model.py --phase test), else by the video
+    folders' own records (deblur_video.py --frames_out into `<pred>/<video>/`); several different
+    ones are listed per video. None when no folder has a record."""
+    rec = read_model_record(pred)
+    if rec is not None:
+        return rec["model"]
+    per_video = {v: read_model_record(d) for v, d in vids.items()}
+    names = {r["model"] for r in per_video.values() if r is not None}
+    if not names:
+        return None
+    if len(names) == 1 and all(per_video.values()):
+        return names.pop()
+    return "; ".join(f"{v}: {r['model'] if r else 'not recorded'}" for v, r in per_video.items())
+
+
 def evaluate(pred, gt, blurry=None, identity: bool = True, progress=None) -> Report:
     """Score every predicted frame against its ground-truth frame of the same name.
 
@@ -137,8 +153,7 @@ def evaluate(pred, gt, blurry=None, identity: bool = True, progress=None) -> Rep
     vids = _video_dirs(pred)
     single = len(vids) == 1  # one video: gt/blurry/render may also be given as a plain folder of frames
     scorer = IdentityScorer() if identity else None
-    rec = read_model_record(pred)
-    rep = Report(model=rec["model"] if rec else None)
+    rep = Report(model=_recorded_model(pred, vids))
     n_fallback = 0
     for video, pdir in vids.items():
         gdir = _resolve(gt, video, ("sharp", ""), single)

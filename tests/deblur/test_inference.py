@@ -71,8 +71,11 @@ def test_results_folder_records_the_model_and_evaluate_labels_it(testing_set):
     assert f"result = {rec['model']}" in format_table(rep)
     _, js = write_reports(rep, t / "eval")
     assert json.loads(js.read_text())["model"] == rec["model"]
+    # a record per video folder (deblur_video.py --frames_out DIR/<video>) counts too
+    (t / "out" / "model.json").rename(t / "out" / "clip" / "model.json")
+    assert evaluate(t / "out", t / "dataset", identity=False).model == rec["model"]
     # frames from elsewhere: said to be of an unrecorded model
-    (t / "out" / "model.json").unlink()
+    (t / "out" / "clip" / "model.json").unlink()
     assert "unrecorded model" in format_table(evaluate(t / "out", t / "dataset", identity=False))
 
 

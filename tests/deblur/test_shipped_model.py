@@ -139,6 +139,9 @@ def test_make_demo_uses_the_shipped_model_and_gains_a_decibel(tmp_path):
     assert "--checkpoint" not in run.stdout.split("$ deblur_video.py")[1].split("\n")[0]
     assert f"the shipped model {SHIPPED}" in run.stdout
     res = json.loads((work / "eval.json").read_text())
+    # the demo's report names the model that made the frames (from deblur_video.py's record)
+    assert res["model"].startswith("the shipped model facedeblur.npz"), res["model"]
+    assert "result = the shipped model facedeblur.npz" in run.stdout
     overall = res["overall"]
     assert overall["psnr"] - overall["blurry_psnr"] >= 1.0, overall
     assert overall["ssim"] > overall["blurry_ssim"], overall
