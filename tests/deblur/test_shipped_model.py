@@ -113,7 +113,7 @@ def test_run_model_test_phase_uses_the_shipped_model_by_default(vd001_run):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
-    "issue 10 open: the shipped model scores 32.03 dB / 0.9150 on vd001 against the blurry "
+    "issue 10 open: the shipped model scores 32.05 dB / 0.9154 on vd001 against the blurry "
     "input's 32.49 dB / 0.9105: SSIM higher, PSNR not (checkpoints/MODEL_CARD.md, 'The authors' "
     "clip'); strict, so a model that meets the criterion makes this test fail until the marker "
     "is removed"))
