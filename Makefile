@@ -15,12 +15,12 @@ venv: $(STAMP)
 
 # The pinned stack first, then this project itself, editable (pyproject.toml): its packages are
 # importable from every script and working directory, and edits take effect without reinstalling.
+# setuptools warns on every editable install of a flat layout that same-named folders in the
+# working directory take precedence: here they are these very packages, so that warning is filtered.
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements.txt -r requirements-test.txt
-	# setuptools warns on every editable install of a flat layout that same-named folders in the
-	# working directory take precedence: here they are these very packages, so the warning is noise.
 	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install --quiet --no-deps -e .
 	touch $(STAMP)
 
