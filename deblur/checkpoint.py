@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.fileio import InputError, atomic_path
+from common.fileio import InputError, atomic_path, write_text
 from deblur.config import LEGACY_DEFAULTS, NetworkConfig
 
 # deblur.network (Keras) is imported inside the functions that build or read a network, so the
@@ -398,7 +398,8 @@ def load_generator(path, config: NetworkConfig | dict | None = None, verbose: bo
 
 
 # What produced a folder of results: `run_model.py --phase test` writes it as
-# <output_path>/model.json, evaluate.py reads it to label its table and report.
+# <output_path>/model.json (deblur_video.py beside its --frames_out), evaluate.py reads it to
+# label its table and report.
 MODEL_RECORD = "model.json"
 
 
@@ -413,6 +414,13 @@ def model_record(path, config: NetworkConfig, step: int) -> dict:
     line = f"{name}, step {int(step)}, --face {config.face}, {config.channels} channels"
     return {"model": line, "checkpoint": str(p.resolve()), "step": int(step),
             "config": config.to_dict(), "shipped": shipped}
+
+
+def write_model_record(folder, record: dict) -> Path:
+    """Write `record` (model_record's) as `<folder>/model.json`, atomically."""
+    path = Path(folder) / MODEL_RECORD
+    write_text(path, json.dumps(record, indent=1) + "\n")
+    return path
 
 
 def read_model_record(folder) -> dict | None:

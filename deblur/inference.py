@@ -24,7 +24,7 @@ from deblur.network import (coeff_patch, crop_back, image_channels, pad_to_valid
                             uses_render)
 from common.errors import Interrupted
 from common.fileio import InputError, read_coeff, read_image, write_image, write_text
-from deblur.checkpoint import MODEL_RECORD, read_model_record
+from deblur.checkpoint import read_model_record, write_model_record
 
 
 class NonFiniteOutput(InputError):
@@ -266,7 +266,7 @@ def _record_model(output_path: Path, model: dict, skip_existing: bool) -> None:
     if skip_existing and old is not None and not same:
         raise InputError(f"{output_path}: --skip_existing would keep frames of {old['model']} among "
                          f"those of {model['model']}; use another --output_path or drop --skip_existing")
-    write_text(output_path / MODEL_RECORD, json.dumps(model, indent=1) + "\n")
+    write_model_record(output_path, model)
 
 
 def _run_test(deblurrer, input_path, output_path, gt_path, skip_existing, log, model) -> dict:

@@ -69,7 +69,7 @@ from common.errors import InputError
 from common.flags import DEFAULT_FLOW, DEFAULT_GPU
 from common.frames import frame_folder_files, png_frames
 from common.paths import check_output
-from deblur.checkpoint import MODEL_RECORD, SHIPPED_CHECKPOINT, model_record
+from deblur.checkpoint import MODEL_RECORD, SHIPPED_CHECKPOINT, model_record, write_model_record
 from deblur.config import NetworkConfig
 from facePointDetection.pipeline import MAX_GAP
 from common.fileio import atomic_path, frame_name, read_image, write_image, write_points, write_text
@@ -710,13 +710,13 @@ class Pipeline:
         net, cfg, step = load_generator(o.checkpoint, flags, log=notes.append)
         for line in notes:
             self.say("    " + line)
-        self.say(f"    network {resolve(o.checkpoint)[1]} (step {step}): {cfg.to_dict()}, precision {precision}"
+        source = resolve(o.checkpoint)[1]
+        self.say(f"    network {source} (step {step}): {cfg.to_dict()}, precision {precision}"
                  f"{' (auto)' if o.precision == 'auto' else ''}, {'XLA' if o.xla else 'no XLA'}, batch {o.batch}")
-        self._note([f"network: {resolve(o.checkpoint)[1]}, precision {precision}"])
+        self._note([f"network: {source}, precision {precision}"])
         # what made the frames, for --frames_out (evaluate.py labels its report with it)
-        write_text(self.work / MODEL_RECORD, json.dumps(model_record(resolve(o.checkpoint)[1], cfg, step),
-                                                        indent=1) + "\n")
-        return Deblurrer(net, cfg, jit_compile=o.xla, source=str(resolve(o.checkpoint)[1])), cfg
+        write_model_record(self.work, model_record(source, cfg, step))
+        return Deblurrer(net, cfg, jit_compile=o.xla, source=str(source)), cfg
 
     def run_deblur(self) -> None:
         """Align, deblur and blend the clip chunk by chunk, in memory; `final/NNNNN.png` per frame.
