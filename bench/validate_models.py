@@ -13,7 +13,9 @@ segments; the blurry input is scored the same way as the reference row.
 
 `--blank_prior NAME` scores model NAME with zero coefficients and black renders in place of the
 3D prior (the same checkpoint may be given twice under two names): what the network loses
-without the prior's information.
+without the prior's information. `--centre_only NAME` scores model NAME with every neighbour
+frame replaced by the centre one (the input a frame gets when its neighbours are copies of it):
+how much of its gain comes from the other frames rather than from deblurring the frame itself.
 
 Prints a markdown table; writes JSON with per-clip and overall figures.
 """
@@ -39,8 +41,19 @@ def _clip_of(segment: str) -> str:
     return segment.rsplit("__s", 1)[0]
 
 
+def centre_only_testing_input(segment_dir: Path, dst: Path) -> None:
+    """`dst` = the testing-set folder `segment_dir` with each `blur_<k>` linked to its `blur_0`
+    (the face/ and render/ priors linked as they are)."""
+    src = segment_dir.resolve()
+    dst.mkdir(parents=True, exist_ok=True)
+    for d in src.iterdir():
+        link = dst / d.name
+        if d.is_dir() and not link.exists():
+            link.symlink_to(src / "blur_0" if d.name.startswith("blur_") else d)
+
+
 def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision: str, identity: bool,
-                blank_prior: bool = False):
+                blank_prior: bool = False, centre_only: bool = False):
     from bench.blank_prior import blank_testing_input
     from deblur.checkpoint import load_generator
     from deblur.evaluate import evaluate
@@ -49,12 +62,16 @@ def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision:
 
     set_precision(precision)
     net, config, step = load_generator(checkpoint, verbose=False)
-    inp = work / ("input_blank_prior" if blank_prior else "input")
+    if blank_prior and centre_only:
+        raise ValueError("one control at a time: blank_prior or centre_only")
+    inp = work / ("input_blank_prior" if blank_prior else "input_centre_only" if centre_only else "input")
     inp.mkdir(parents=True, exist_ok=True)
     for s in segments:
         link = inp / s
         if blank_prior:
             blank_testing_input(recipe / "training_set" / s, link)
+        elif centre_only:
+            centre_only_testing_input(recipe / "training_set" / s, link)
         elif not link.exists():
             link.symlink_to((recipe / "training_set" / s).resolve())
     out = work / name
@@ -63,7 +80,7 @@ def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision:
     seconds = time.time() - t0
     rep = evaluate(out, recipe / "dataset", recipe / "dataset", identity=identity)
     return dict(checkpoint=str(checkpoint), step=step, config=config.to_dict(), seconds=round(seconds, 1),
-                blank_prior=blank_prior, rows=rep.rows)
+                blank_prior=blank_prior, centre_only=centre_only, rows=rep.rows)
 
 
 def _mean(rows, key):
@@ -118,20 +135,29 @@ def main(argv=None) -> int:
     ap.add_argument("--blank_prior", action="append", default=[], metavar="NAME",
                     help="score model NAME with a blank 3D prior (zero coefficients, black renders): "
                          "how much does the network rely on the prior?")
+    ap.add_argument("--centre_only", action="append", default=[], metavar="NAME",
+                    help="score model NAME with every neighbour frame replaced by the centre one: "
+                         "how much of its gain comes from the other frames?")
     ap.add_argument("--work", type=Path, default=None, help="folder for the restored frames (default: temp)")
     a = ap.parse_args(argv)
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     segments = _val_segments(a.recipe)
-    unknown = set(a.blank_prior) - {m.partition("=")[0] for m in a.model}
-    if unknown:
-        ap.error(f"--blank_prior {sorted(unknown)[0]}: no --model of that name")
+    names = {m.partition("=")[0] for m in a.model}
+    for flag in ("blank_prior", "centre_only"):
+        unknown = set(getattr(a, flag)) - names
+        if unknown:
+            ap.error(f"--{flag} {sorted(unknown)[0]}: no --model of that name")
+    both = set(a.blank_prior) & set(a.centre_only)
+    if both:
+        ap.error(f"--blank_prior and --centre_only both name {sorted(both)[0]}: give the checkpoint "
+                 f"twice under two names, one control each")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = a.work or Path(tmp)
         for spec in a.model:
             name, _, path = spec.partition("=")
             res = score_model(name, path, a.recipe, segments, work, a.precision, not a.no_identity,
-                              blank_prior=name in a.blank_prior)
+                              blank_prior=name in a.blank_prior, centre_only=name in a.centre_only)
             res["summary"] = summarise(res)
             results[name] = res
             o = res["summary"]["overall"]

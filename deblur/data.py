@@ -152,9 +152,22 @@ def sample_indices(n_samples: int, batch_size: int, seed: int, start_step: int, 
         yield step, np.asarray(idx, np.int64)
 
 
+# Second seed word of the neighbour-dropout draws: far from the crop's (the slot, < batch size),
+# so the two random streams of a sample never coincide.
+_DROPOUT_STREAM = 1 << 20
+
+
 def make_dataset(samples: list[Sample], patches: np.ndarray, *, face: str, model: str,
-                 batch_size: int, patch_size: int, seed: int, start_step: int, end_step: int):
-    """tf.data pipeline yielding (inputs dict, target) batches for steps [start_step, end_step)."""
+                 batch_size: int, patch_size: int, seed: int, start_step: int, end_step: int,
+                 neighbour_dropout: float = 0.0):
+    """tf.data pipeline yielding (inputs dict, target) batches for steps [start_step, end_step).
+
+    neighbour_dropout: probability in [0, 1] that each neighbour frame of a sample (not the
+    centre one) is replaced by the centre frame, drawn per sample from (seed, step, slot) like
+    the crop, so a batch stays a function of (seed, step) and a resumed run sees the same data.
+    A replaced neighbour is what the network sees at a clip's ends (frames beyond them repeat
+    the end frame); 0 (default) draws nothing and gives the paper's batches.
+    """
     import tensorflow as tf
 
     gray = model == "gray"
@@ -171,6 +184,13 @@ def make_dataset(samples: list[Sample], patches: np.ndarray, *, face: str, model
 
     def load(step, slot, index):
         frames = [decode(blur[index][k]) for k in range(n_frames)]
+        if neighbour_dropout > 0:
+            mid = n_frames // 2
+            u = tf.random.stateless_uniform(
+                [n_frames], seed=tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + step,
+                                           slot + _DROPOUT_STREAM]))
+            frames = [f if k == mid else tf.where(u[k] < neighbour_dropout, frames[mid], f)
+                      for k, f in enumerate(frames)]
         parts = frames + [decode(sharp[index])]
         if uses_render(face):
             parts.append(decode(render[index]))

@@ -62,6 +62,12 @@ def check_settings(cfg: TrainConfig) -> None:
         missing = [f"--{k}" for k in ("val_input_path", "val_gt_path") if not getattr(cfg, k)]
         if missing:
             raise InputError(f"--val_every {cfg.val_every} needs {' and '.join(missing)}")
+    if not 0.0 <= cfg.neighbour_dropout <= 1.0:
+        raise InputError(f"--neighbour_dropout must be a probability in [0, 1], got "
+                         f"{cfg.neighbour_dropout}")
+    if cfg.neighbour_dropout and cfg.network.n_frames < 2:
+        raise InputError("--neighbour_dropout needs neighbour frames; this network has "
+                         f"n_frames={cfg.network.n_frames}")
     for flag in ("batch_size", "patch_size", "save_every", "keep", "log_every"):
         v = getattr(cfg, flag)
         if v < 1:
@@ -202,7 +208,8 @@ def train(cfg: TrainConfig) -> dict:
         """The (inputs, target) batch of 0-based `step` (batches are a function of seed, step)."""
         ds1 = make_dataset(samples, patches, face=face, model=config.model,
                            batch_size=cfg.batch_size, patch_size=cfg.patch_size,
-                           seed=cfg.seed, start_step=step, end_step=step + 1)
+                           seed=cfg.seed, start_step=step, end_step=step + 1,
+                           neighbour_dropout=cfg.neighbour_dropout)
         return next(iter(strategy.experimental_distribute_dataset(ds1)))
 
     start = 0
@@ -239,7 +246,7 @@ def train(cfg: TrainConfig) -> dict:
 
     ds = make_dataset(samples, patches, face=face, model=config.model, batch_size=cfg.batch_size,
                       patch_size=cfg.patch_size, seed=cfg.seed, start_step=start,
-                      end_step=end)
+                      end_step=end, neighbour_dropout=cfg.neighbour_dropout)
     ds = strategy.experimental_distribute_dataset(ds)
 
     train_step = build_train_step(net, opt, strategy, jit_compile=bool(cfg.xla))

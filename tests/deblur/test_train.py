@@ -58,6 +58,51 @@ def test_resume_is_exact(tmp_path):
     assert again["losses"] == []
 
 
+def _blur_batches(tmp_path, dropout, step=3, batch=6):
+    from deblur.data import make_dataset, parse_datalist
+    samples = parse_datalist(tmp_path / "datalist_train.txt", tmp_path / "dataset",
+                             tmp_path / "training_set", face="none")
+    ds = make_dataset(samples, np.zeros((len(samples), 9, 9, 1), np.float32), face="none",
+                      model="color", batch_size=batch, patch_size=24, seed=5, start_step=step,
+                      end_step=step + 1, neighbour_dropout=dropout)
+    x, y = next(iter(ds))
+    return x["blur"].numpy(), y.numpy()
+
+
+def _replaced(blur):
+    """Per sample and neighbour (t-2, t-1, t+1, t+2): is it a copy of the centre frame?"""
+    return np.array([[np.array_equal(b[..., 3 * k:3 * k + 3], b[..., 6:9]) for k in (0, 1, 3, 4)]
+                     for b in blur])
+
+
+def test_neighbour_dropout_replaces_neighbours_by_the_centre_frame(tmp_path):
+    # Interior frames only (the list's first and last two rows repeat an end frame by design).
+    deblur_data.build(tmp_path, n=12, h=40, w=40)
+    rows = (tmp_path / "datalist_train.txt").read_text().splitlines()[2:-2]
+    (tmp_path / "datalist_train.txt").write_text("\n".join(rows) + "\n")
+    off, y0 = _blur_batches(tmp_path, 0.0)
+    assert not _replaced(off).any()
+    full, y1 = _blur_batches(tmp_path, 1.0)
+    assert _replaced(full).all()
+    # Same samples and crops: only the neighbours change, never the centre or the target.
+    np.testing.assert_array_equal(full[..., 6:9], off[..., 6:9])
+    np.testing.assert_array_equal(y1, y0)
+    half, _ = _blur_batches(tmp_path, 0.5, batch=8)
+    share = _replaced(half).mean()
+    assert 0.1 < share < 0.9, share
+    # A batch is a function of (seed, step): a resumed run draws the same replacements.
+    again, _ = _blur_batches(tmp_path, 0.5, batch=8)
+    np.testing.assert_array_equal(again, half)
+
+
+@pytest.mark.parametrize("value, needle", [("1.5", "--neighbour_dropout must be a probability"),
+                                           ("-0.1", "--neighbour_dropout must be a probability")])
+def test_neighbour_dropout_is_a_probability(tmp_path, value, needle):
+    deblur_data.build(tmp_path, n=3, h=40, w=40)
+    with pytest.raises(InputError, match=needle):
+        train(_args(tmp_path, "--patch_size", "36", "--max_steps", "1", "--neighbour_dropout", value))
+
+
 def test_learning_rate_schedule_is_the_originals():
     from deblur.train import make_optimizer
 
