@@ -165,8 +165,9 @@ def make_dataset(samples: list[Sample], patches: np.ndarray, *, face: str, model
     neighbour_dropout: probability in [0, 1] that each neighbour frame of a sample (not the
     centre one) is replaced by the centre frame, drawn per sample from (seed, step, slot) like
     the crop, so a batch stays a function of (seed, step) and a resumed run sees the same data.
-    A replaced neighbour is what the network sees at a clip's ends (frames beyond them repeat
-    the end frame); 0 (default) draws nothing and gives the paper's batches.
+    A replaced neighbour is what the network sees at a clip's first and last frame, whose missing
+    neighbours are copies of it (preprocess.align clamps the index); 0 (default) draws nothing
+    and gives the paper's batches.
     """
     import tensorflow as tf
 
