@@ -29,16 +29,23 @@ def recipe(tmp_path_factory):
     return root, path
 
 
-def test_blank_prior_scores_the_same_network_without_its_prior(recipe, tmp_path):
+def _score_with_control(recipe, tmp_path, control: str) -> tuple[dict, dict]:
+    """validate_models on the recipe: the checkpoint as `real` and again as `other` under
+    --<control> (blank_prior / centre_only); returns the two models' JSON entries."""
     root, path = recipe
     out = tmp_path / "v.json"
     rc = validate_models.main(["--recipe", str(root), "--model", f"real={path}",
-                               "--model", f"blank={path}", "--blank_prior", "blank",
+                               "--model", f"other={path}", f"--{control}", "other",
                                "--no_identity", "--precision", "fp32", "--out", str(out),
                                "--work", str(tmp_path / "work")])
     assert rc == 0
-    res = json.loads(out.read_text())
-    real, blank = res["models"]["real"], res["models"]["blank"]
+    models = json.loads(out.read_text())["models"]
+    return models["real"], models["other"]
+
+
+def test_blank_prior_scores_the_same_network_without_its_prior(recipe, tmp_path):
+    root, path = recipe
+    real, blank = _score_with_control(recipe, tmp_path, "blank_prior")
     assert (real["blank_prior"], blank["blank_prior"]) == (False, True)
     assert real["summary"]["per_clip"]["person"]["frames"] == 4
     # The blank input: the same frames, zero coefficients, black renders of the frame size.
@@ -51,7 +58,7 @@ def test_blank_prior_scores_the_same_network_without_its_prior(recipe, tmp_path)
     # A random network with the prior answers differently without it.
     assert real["summary"]["overall"]["psnr"] != pytest.approx(blank["summary"]["overall"]["psnr"], abs=1e-3)
     assert real["summary"]["overall"]["blurry_psnr"] == blank["summary"]["overall"]["blurry_psnr"]
-    assert "| person | 4 |" in res["table"]
+    assert "| person | 4 |" in (tmp_path / "v.json").read_text()
 
 
 def test_blank_prior_must_name_a_model(recipe, tmp_path, capsys):
@@ -64,14 +71,7 @@ def test_blank_prior_must_name_a_model(recipe, tmp_path, capsys):
 
 def test_centre_only_scores_the_network_without_its_neighbours(recipe, tmp_path):
     root, path = recipe
-    out = tmp_path / "v.json"
-    rc = validate_models.main(["--recipe", str(root), "--model", f"real={path}",
-                               "--model", f"alone={path}", "--centre_only", "alone",
-                               "--no_identity", "--precision", "fp32", "--out", str(out),
-                               "--work", str(tmp_path / "work")])
-    assert rc == 0
-    res = json.loads(out.read_text())
-    real, alone = res["models"]["real"], res["models"]["alone"]
+    real, alone = _score_with_control(recipe, tmp_path, "centre_only")
     assert (real["centre_only"], alone["centre_only"]) == (False, True)
     # Every neighbour folder of the control's input is the segment's centre frames; the prior
     # folders are the segment's own.
