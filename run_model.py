@@ -71,8 +71,9 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="seed of the data order and crops")
     g.add_argument("--neighbour_dropout", type=float, default=0.0,
                    help="probability that each neighbour frame of a training sample is replaced "
-                        "by the centre frame, as at a clip's first and last frame, so the network also learns to "
-                        "deblur a frame from itself (not in the paper; default 0 = off)")
+                        "by the centre frame, as at a clip's first and last frame, so the network "
+                        "also learns to deblur a frame from itself (not in the paper; default 0 = "
+                        "off)")
     g.add_argument("--val_every", type=int, default=0,
                    help="validate every N steps and at the end (PSNR/SSIM, common/metrics.py, "
                         "TensorBoard val/*); 0 = no validation")
