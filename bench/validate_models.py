@@ -53,7 +53,9 @@ def centre_only_testing_input(segment_dir: Path, dst: Path) -> None:
 
 
 def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision: str, identity: bool,
-                blank_prior: bool = False, centre_only: bool = False):
+                control: str | None = None):
+    """Score one checkpoint on the validation segments; `control`: None, "blank_prior" or
+    "centre_only" (the input the network gets, see the module docstring)."""
     from bench.blank_prior import blank_testing_input
     from deblur.checkpoint import load_generator
     from deblur.evaluate import evaluate
@@ -62,16 +64,14 @@ def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision:
 
     set_precision(precision)
     net, config, step = load_generator(checkpoint, verbose=False)
-    if blank_prior and centre_only:
-        raise ValueError("one control at a time: blank_prior or centre_only")
-    inp = work / ("input_blank_prior" if blank_prior else "input_centre_only" if centre_only else "input")
+    make_input = {None: None, "blank_prior": blank_testing_input,
+                  "centre_only": centre_only_testing_input}[control]
+    inp = work / (f"input_{control}" if control else "input")
     inp.mkdir(parents=True, exist_ok=True)
     for s in segments:
         link = inp / s
-        if blank_prior:
-            blank_testing_input(recipe / "training_set" / s, link)
-        elif centre_only:
-            centre_only_testing_input(recipe / "training_set" / s, link)
+        if make_input:
+            make_input(recipe / "training_set" / s, link)
         elif not link.exists():
             link.symlink_to((recipe / "training_set" / s).resolve())
     out = work / name
@@ -80,7 +80,8 @@ def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision:
     seconds = time.time() - t0
     rep = evaluate(out, recipe / "dataset", recipe / "dataset", identity=identity)
     return dict(checkpoint=str(checkpoint), step=step, config=config.to_dict(), seconds=round(seconds, 1),
-                blank_prior=blank_prior, centre_only=centre_only, rows=rep.rows)
+                blank_prior=control == "blank_prior", centre_only=control == "centre_only",
+                rows=rep.rows)
 
 
 def _mean(rows, key):
@@ -156,8 +157,10 @@ def main(argv=None) -> int:
         work = a.work or Path(tmp)
         for spec in a.model:
             name, _, path = spec.partition("=")
+            control = ("blank_prior" if name in a.blank_prior
+                       else "centre_only" if name in a.centre_only else None)
             res = score_model(name, path, a.recipe, segments, work, a.precision, not a.no_identity,
-                              blank_prior=name in a.blank_prior, centre_only=name in a.centre_only)
+                              control=control)
             res["summary"] = summarise(res)
             results[name] = res
             o = res["summary"]["overall"]
