@@ -21,7 +21,7 @@ from common.cli import ArgumentParser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from common.flags import add_flow_flag, add_gpu_flag, add_precision_flag
+    from common.flags import add_flow_flag, add_gpu_flag, add_occlusion_flag, add_precision_flag
     from deblur.config import add_face_flag
     from pipeline.video import DEFAULT_CHECKPOINT
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--align", default="flow", choices=("none", "flow", "homography"),
                     help="how neighbouring frames are warped onto each frame (default flow)")
     add_flow_flag(ap)
+    add_occlusion_flag(ap)
     add_gpu_flag(ap)
     ap.add_argument("--rnet", default=None, help="the authors' R-Net .pb: 3D coefficients by R-Net instead of fitting")
     ap.add_argument("--bfm", default=None, help="BFM_model_front.mat (default: found in faceReconstruction/BFM/ "
@@ -91,7 +92,7 @@ def _main(argv=None) -> int:
 
     opt = Options(input=Path(a.input), output=Path(a.output), checkpoint=Path(a.checkpoint),
                   work_dir=Path(a.work_dir) if a.work_dir else None, face=a.face, levels=a.levels,
-                  align=a.align, flow=a.flow, gpu=a.gpu, rnet=a.rnet, bfm=a.bfm,
+                  align=a.align, flow=a.flow, occlusion=a.occlusion, gpu=a.gpu, rnet=a.rnet, bfm=a.bfm,
                   frames_out=Path(a.frames_out) if a.frames_out else None, full_frame=a.full_frame, fps=a.fps,
                   max_frames=a.max_frames, jobs=a.jobs, margin=a.margin, context=a.context,
                   multiple=a.multiple, feather=a.feather, model_args=shlex.split(a.model_args), quiet=a.quiet,

@@ -68,14 +68,17 @@ def main() -> None:
         fps("landmarks_mtcnn" + ("_flip" if flip else ""), n,
             lambda: [det.detect_many(imgs[i:i + BATCH]) for i in range(0, len(imgs), BATCH)])
 
-    for method, flow, frames in (("none", "dis", n), ("flow", "dis", n), ("homography", "dis", n),
-                                 ("flow", "tvl1", a.tvl1_frames)):
-        sub = out / f"ds_{method}_{flow}"
+    for method, flow, occlusion, frames in (("none", "dis", "warp", n), ("flow", "dis", "warp", n),
+                                            ("flow", "dis", "centre", n), ("homography", "dis", "warp", n),
+                                            ("flow", "tvl1", "warp", a.tvl1_frames)):
+        key = f"align_{method}" + (f"_{flow}" if method == "flow" else "") + \
+            ("_occlusion" if occlusion == "centre" else "")
+        sub = out / f"ds_{key}"
         (sub / "clip").mkdir(parents=True)
         shutil.copytree(ds / "clip" / "blurry", sub / "clip" / "blurry",
                         ignore=lambda d, names: sorted(names)[frames:])
-        key = f"align_{method}" + (f"_{flow}" if method == "flow" else "")
-        fps(key, frames, lambda: align_dataset(sub, out / f"ts_{key}", None, method, flow, 5, a.jobs))
+        fps(key, frames, lambda: align_dataset(sub, out / f"ts_{key}", None, method, flow, 5, a.jobs,
+                                               occlusion=occlusion))
 
     print(json.dumps(dict(unit="frames/s", clip=Path(a.clip).name, size="256x256", frames=n,
                           tvl1_frames=a.tvl1_frames, jobs=a.jobs, cpu=platform.processor() or platform.machine(),

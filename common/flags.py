@@ -7,6 +7,9 @@ Defaults, the same for every command that has the flag:
                    similar accuracy (docs/preprocess.md, *Measured*); the video command and the
                    training-data recipe use it. `--flow tvl1` is the original's
                    (generateAlignments.m) for exact reproduction.
+  --occlusion centre  neighbour pixels that fail the flow's forward-backward check take frame
+                   t's (centre; preprocess/flow.py) or stay as warped (warp, the original); the
+                   video command, the align stage and the recipe use the same.
   --precision      per command: training fp32 unless asked; inference (run_model.py --phase test,
                    deblur_video.py) auto, which is fp32 on CPUs without bf16 units. Choices PRECISIONS.
 The `--face` choices are deblur/config.py's FACE_MODES (no Keras import), added by
@@ -19,6 +22,8 @@ import os
 
 FLOW_METHODS = ("tvl1", "dis")
 DEFAULT_FLOW = "dis"
+OCCLUSION_MODES = ("centre", "warp")
+DEFAULT_OCCLUSION = "centre"
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 DEFAULT_GPU = "-1"
 
@@ -46,6 +51,13 @@ def add_flow_flag(parser) -> None:
     parser.add_argument("--flow", default=DEFAULT_FLOW, choices=FLOW_METHODS,
                         help=f"optical flow for --align flow (default {DEFAULT_FLOW}: fast; tvl1 is the "
                              "original's, ~100x slower at a similar accuracy)")
+
+
+def add_occlusion_flag(parser) -> None:
+    parser.add_argument("--occlusion", default=DEFAULT_OCCLUSION, choices=OCCLUSION_MODES,
+                        help="neighbour pixels that fail the forward-backward flow check (occluded or "
+                             "outside the frame): centre = frame t's pixel instead (twice the flow "
+                             f"time), warp = kept as warped (the original); default {DEFAULT_OCCLUSION}")
 
 
 def add_precision_flag(parser, default: str | None = "fp32", help_default: str | None = None) -> None:

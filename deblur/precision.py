@@ -10,6 +10,7 @@ fp16), and fp32 everywhere else.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -68,3 +69,21 @@ def set_precision(precision: str) -> str:
     p = resolve_precision(precision)
     keras.config.set_dtype_policy(_POLICY[p])
     return p
+
+
+@contextlib.contextmanager
+def precision_scope(precision: str):
+    """`set_precision` for the networks built inside the block; the previous global policy after it.
+
+    Layers keep the policy they were built with, so a generator built inside runs in the chosen
+    precision afterwards, while a Keras model built later in the same process (MTCNN in a
+    second `deblur_video` call, say) gets the default float32 again. Yields the concrete
+    precision.
+    """
+    import keras
+
+    before = keras.config.dtype_policy()
+    try:
+        yield set_precision(precision)
+    finally:
+        keras.config.set_dtype_policy(before)

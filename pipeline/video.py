@@ -66,7 +66,7 @@ import numpy as np
 
 from common import tracks, videoio
 from common.errors import InputError
-from common.flags import DEFAULT_FLOW, DEFAULT_GPU
+from common.flags import DEFAULT_FLOW, DEFAULT_GPU, DEFAULT_OCCLUSION
 from common.frames import frame_folder_files, png_frames
 from common.paths import check_output
 from deblur.checkpoint import MODEL_RECORD, SHIPPED_CHECKPOINT, model_record, write_model_record
@@ -94,6 +94,7 @@ class Options:
     levels: int | None = None
     align: str = "flow"
     flow: str = DEFAULT_FLOW
+    occlusion: str = DEFAULT_OCCLUSION
     gpu: str = DEFAULT_GPU
     rnet: Path | None = None
     bfm: Path | None = None
@@ -375,7 +376,7 @@ class Pipeline:
                  {"bfm": str(o.bfm), "prior": self.prior != "none"}, self.run_render),
                 ("deblur", f"align neighbours (--align {o.align}), network, " + ("collect frames" if o.full_frame else
                                                                                  "paste the face window back"),
-                 {"align": o.align, "flow": o.flow, "ckpt": str(o.checkpoint.resolve()),
+                 {"align": o.align, "flow": o.flow, "occlusion": o.occlusion, "ckpt": str(o.checkpoint.resolve()),
                   "ckpt_mtime": _tree_mtime(o.checkpoint), "face": o.face, "levels": o.levels, "args": o.model_args,
                   "precision": o.precision, "xla": o.xla, "feather": o.feather, "chunk": o.chunk,
                   "keep": o.keep_intermediates}, self.run_deblur),
@@ -696,18 +697,19 @@ class Pipeline:
         from common.flags import select_gpu
         from deblur.checkpoint import load_generator, resolve
         from deblur.inference import Deblurrer
-        from deblur.precision import set_precision
+        from deblur.precision import precision_scope
 
         o = self.o
         select_gpu(o.gpu)
-        precision = set_precision(o.precision)
         flags = network_flags(o.model_args)
         if o.face is not None:
             flags["face"] = o.face
         if o.levels is not None:
             flags["levels"] = o.levels
         notes = []
-        net, cfg, step = load_generator(o.checkpoint, flags, log=notes.append)
+        # Scoped: the global policy must not leak into the next run's MTCNN in this process.
+        with precision_scope(o.precision) as precision:
+            net, cfg, step = load_generator(o.checkpoint, flags, log=notes.append)
         for line in notes:
             self.say("    " + line)
         source = resolve(o.checkpoint)[1]
@@ -767,7 +769,8 @@ class Pipeline:
                 stack = []
                 for off in offsets:
                     i = min(max(t + off, first), last)
-                    stack.append(crops[t] if i == t else align_neighbour(crops[t], crops[i], o.align, o.flow)[0])
+                    stack.append(crops[t] if i == t else
+                                 align_neighbour(crops[t], crops[i], o.align, o.flow, occlusion=o.occlusion)[0])
                 render = read_image(self.tset / seg / "render" / frame_name(j)) if uses_render(cfg.face) else None
                 coeff = read_coeff(self.tset / seg / "face" / frame_name(j, ".txt")) if uses_coeff(cfg.face) else None
                 items.append((stack, render, coeff))

@@ -6,7 +6,9 @@ to `<out>/<video>/blur_<o>/NNNNN.png` (o = -r..r; blur_0 is frame t itself). Ind
 the sequence are clamped to the first/last frame, as in the original. Methods:
   none        the neighbour as is;
   flow        optical flow from t to the neighbour (TV-L1 or DIS at a smaller side of
-              `flow_side` px, see flow.py), neighbour backward-warped (bicubic);
+              `flow_side` px, see flow.py), neighbour backward-warped (bicubic); with
+              occlusion "centre" the pixels that fail the forward-backward check take frame
+              t's value (flow.occlusion_mask; "warp" = the original, warped everywhere);
   homography  SIFT + RANSAC homography; when estimation fails the unwarped neighbour is used
               (as the original) and the fallback is counted in the summary.
 
@@ -25,12 +27,12 @@ import numpy as np
 
 from common.names import name_problem, safe_name
 
-from common.flags import DEFAULT_FLOW
+from common.flags import DEFAULT_FLOW, DEFAULT_OCCLUSION
 from common.frames import frame_offsets, list_frames, list_videos
 
 from .blur import FrameReader
 from common.fileio import InputError, write_image, write_text
-from .flow import align_flow, align_homography
+from .flow import OCCLUSION_MODES, align_flow, align_homography
 from common.parallel import chunks, run_tasks
 
 ALIGN_METHODS = ("none", "flow", "homography")
@@ -42,19 +44,19 @@ def neighbour_index(t: int, offset: int, n: int) -> int:
 
 
 def align_neighbour(ref: np.ndarray, other: np.ndarray, method: str = "flow", flow: str = DEFAULT_FLOW,
-                    flow_side: int | None = 200) -> tuple[np.ndarray, bool]:
+                    flow_side: int | None = 200, occlusion: str = DEFAULT_OCCLUSION) -> tuple[np.ndarray, bool]:
     """Warp `other` onto `ref`; returns (image uint8, False if homography fell back to identity)."""
     if method == "none":
         return other, True
     if method == "flow":
-        return align_flow(ref, other, flow, flow_side), True
+        return align_flow(ref, other, flow, flow_side, occlusion), True
     if method == "homography":
         return align_homography(ref, other)
     raise ValueError(f"unknown --align {method!r} (choose from {ALIGN_METHODS})")
 
 
 def _align_task(task) -> dict:
-    video, out_video, names, offsets, method, flow, flow_side, on_error = task
+    video, out_video, names, offsets, method, flow, flow_side, occlusion, on_error = task
     files = list_frames(Path(video) / "blurry", "blurry frames")
     index = {p.name: i for i, p in enumerate(files)}
     load = FrameReader(files).__getitem__
@@ -73,7 +75,7 @@ def _align_task(task) -> dict:
                 if j == t:
                     img, ok = ref, True
                 else:
-                    img, ok = align_neighbour(ref, load(j), method, flow, flow_side)
+                    img, ok = align_neighbour(ref, load(j), method, flow, flow_side, occlusion)
                 fallbacks += not ok
                 write_image(dst, img)
         except InputError as e:  # the frame or a neighbour cannot be read
@@ -85,7 +87,8 @@ def _align_task(task) -> dict:
 
 def align_dataset(dataset, out, datalist=None, align: str = "flow", flow: str = DEFAULT_FLOW,
                   n_frames: int = 5, jobs: int = 1, chunk: int = 8, flow_side: int | None = 200,
-                  videos=None, datalist_videos=None, on_error: str = "stop") -> dict:
+                  videos=None, datalist_videos=None, on_error: str = "stop",
+                  occlusion: str = DEFAULT_OCCLUSION) -> dict:
     """Align every `dataset/<video>/blurry/` into `out/<video>/blur_*`; optionally write a datalist.
 
     Frames whose outputs all exist are skipped. The datalist lists every aligned video of the
@@ -100,6 +103,8 @@ def align_dataset(dataset, out, datalist=None, align: str = "flow", flow: str = 
         raise ValueError(f"--flow_side must be at least 8 pixels (or 0 for full size), got {flow_side}")
     if align not in ALIGN_METHODS:
         raise ValueError(f"unknown --align {align!r} (choose from {ALIGN_METHODS})")
+    if occlusion not in OCCLUSION_MODES:
+        raise ValueError(f"unknown --occlusion {occlusion!r} (choose from {OCCLUSION_MODES})")
     vids = [v for v in list_videos(dataset, "blurry") if not videos or v.name in videos]
     if datalist:
         # Refuse before aligning anything what the datalist could not carry.
@@ -113,7 +118,8 @@ def align_dataset(dataset, out, datalist=None, align: str = "flow", flow: str = 
                 if not all((o_v / f"blur_{o}" / p.name).exists() for o in offsets)]
         total += len(files)
         skipped += len(files) - len(todo)
-        tasks += [(str(v), str(o_v), c, offsets, align, flow, flow_side, on_error) for c in chunks(todo, chunk)]
+        tasks += [(str(v), str(o_v), c, offsets, align, flow, flow_side, occlusion, on_error)
+                  for c in chunks(todo, chunk)]
     res = run_tasks(_align_task, tasks, jobs, desc=f"align ({align})", unit="frame",
                     weights=lambda t: len(t[2]))
     errors = [e for r in res for e in r["errors"]]

@@ -14,7 +14,7 @@ import json
 import sys
 
 from common.cli import ArgumentParser, run_cli
-from common.flags import add_flow_flag
+from common.flags import add_flow_flag, add_occlusion_flag
 from common.names import name_problem, safe_name
 
 from .align import ALIGN_METHODS, align_dataset
@@ -57,6 +57,7 @@ def _align_args(p):
                    help="datalist to write ('' = do not write one)")
     g.add_argument("--align", default="flow", choices=ALIGN_METHODS, help="neighbour warping (default flow)")
     add_flow_flag(g)
+    add_occlusion_flag(g)
     g.add_argument("--flow_side", type=int, default=200,
                    help="flow computed with the smaller image side at this size (default 200, as the "
                         "original; 0 = full size)")
@@ -129,6 +130,7 @@ def _recipe_args(p):
                    help="crop a fixed size around the face even beyond the frame (border repeated, "
                         "small faces upsampled; the recipe before 2026-11-30)")
     p.add_argument("--n_frames", type=int, default=d.n_frames, choices=(5, 9))
+    add_occlusion_flag(p)
     p.add_argument("--priors", action="store_true",
                    help="also make the 3D priors (landmarks, coefficients, renders) with the shipped model")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -185,7 +187,7 @@ def _main(argv=None) -> int:
                            degrade_share=a.degrade_share, still_share=a.still_share,
                            still_exposure_range=tuple(a.still_exposure),
                            still_linear=a.still_linear, sharp_share=a.sharp_share, noise_range=tuple(a.noise),
-                           jpeg_range=tuple(a.jpeg))
+                           jpeg_range=tuple(a.jpeg), occlusion=a.occlusion)
         print("recipe:", json.dumps(run_recipe(a.videos, a.out, cfg, a.jobs, a.priors)))
         return 0
     names = None
@@ -205,7 +207,7 @@ def _main(argv=None) -> int:
     if a.cmd in ("align", "all"):
         res = align_dataset(a.dataset, a.out, a.datalist or None, a.align, a.flow, a.n_frames, a.jobs,
                             flow_side=a.flow_side or None, videos=videos, datalist_videos=a.videos,
-                            on_error=a.on_error)
+                            on_error=a.on_error, occlusion=a.occlusion)
         _report_skipped("align", [res])
         print("align:", json.dumps({k: v for k, v in res.items() if k != "errors"}))
     return 0

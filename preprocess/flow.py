@@ -7,13 +7,21 @@ then resamples `other` onto `ref`'s pixel grid (backward warping, no holes).
 The original computes TV-L1 flow on frames resized so the smaller side is 200 px and scales
 the flow back up; `compute_flow` does the same (`small_side`), with OpenCV's DualTVL1
 (opencv-contrib) or DIS (about 100x faster, less accurate on large motion) as the method.
+
+Occlusion (not in the original): where the scene is hidden in one frame and visible in the other
+(a head moving behind a microphone, hair strands, the frame border) no flow is right, and the
+backward-warped neighbour shows the wrong thing there. `align_flow(..., occlusion="centre")`
+finds those pixels with the forward-backward consistency check of Sundaram, Brox and Keutzer
+(ECCV 2010, "Dense point trajectories by GPU-accelerated large displacement optical flow", eq. 4)
+and gives them frame t's own pixel, so the network sees "no information from this neighbour"
+instead of a wrong one (the same input it gets at a clip's first and last frames).
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from common.flags import DEFAULT_FLOW, FLOW_METHODS  # noqa: F401 - FLOW_METHODS re-exported for callers
+from common.flags import DEFAULT_FLOW, DEFAULT_OCCLUSION, FLOW_METHODS, OCCLUSION_MODES  # noqa: F401 - FLOW_METHODS re-exported for callers
 
 
 def to_gray_u8(img: np.ndarray) -> np.ndarray:
@@ -109,7 +117,54 @@ def align_homography(ref: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, bo
     return out, True
 
 
+def occlusion_mask(forward: np.ndarray, backward: np.ndarray, alpha: float = 0.01,
+                   beta: float = 0.5) -> np.ndarray:
+    """Pixels of `ref` whose flow fails the forward-backward check: (H, W) bool, True = occluded.
+
+    forward: (H, W, 2) flow ref -> other; backward: (H, W, 2) flow other -> ref (both in pixels,
+    the module's convention). Following a pixel to `other` and back should return it to where it
+    started; it is flagged when |w + w_b|^2 > alpha (|w|^2 + |w_b|^2) + beta, with w_b the
+    backward flow sampled at x + w (Sundaram et al. 2010, eq. 4, with their alpha 0.01 and beta
+    0.5 px^2), or when x + w falls outside the frame (nothing there to take).
+    """
+    h, w = forward.shape[:2]
+    back = warp(backward, forward, cv2.INTER_LINEAR)
+    lhs = np.sum((forward + back) ** 2, axis=-1)
+    rhs = alpha * (np.sum(forward ** 2, axis=-1) + np.sum(back ** 2, axis=-1)) + beta
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    x, y = gx + forward[..., 0], gy + forward[..., 1]
+    outside = (x < 0) | (x > w - 1) | (y < 0) | (y > h - 1)
+    return (lhs > rhs) | outside
+
+
+def fill_occluded(warped: np.ndarray, ref: np.ndarray, occluded: np.ndarray) -> np.ndarray:
+    """`warped` with its occluded pixels replaced by `ref`'s (uint8 in, uint8 out).
+
+    The flagged pixels take `ref` exactly; around them the mask is grown by one pixel and
+    softened (Gaussian, sigma 1 px) so that the flow's own smoothing at an occlusion edge is
+    covered and no seam is drawn that the network would read as an edge of the image.
+    """
+    m = cv2.dilate(occluded.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
+    m = np.maximum(cv2.GaussianBlur(m, (0, 0), 1.0), occluded)  # the flagged pixels themselves: all frame t
+    if warped.ndim == 3:
+        m = m[..., None]
+    out = warped.astype(np.float32) * (1.0 - m) + ref.astype(np.float32) * m
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def align_flow(ref: np.ndarray, other: np.ndarray, method: str = DEFAULT_FLOW,
-               small_side: int | None = 200) -> np.ndarray:
-    """Warp `other` onto `ref` with optical flow (uint8 in, uint8 out)."""
-    return warp(other, compute_flow(ref, other, method, small_side))
+               small_side: int | None = 200, occlusion: str = DEFAULT_OCCLUSION) -> np.ndarray:
+    """Warp `other` onto `ref` with optical flow (uint8 in, uint8 out, same shape as `ref`).
+
+    occlusion "centre": pixels that fail the forward-backward check (`occlusion_mask`; a second
+    flow, other -> ref, so twice the time) take `ref`'s value; "warp": the warped neighbour
+    everywhere (the original `generateAlignments.m`).
+    """
+    if occlusion not in OCCLUSION_MODES:
+        raise ValueError(f"unknown occlusion mode {occlusion!r} (choose from {OCCLUSION_MODES})")
+    forward = compute_flow(ref, other, method, small_side)
+    warped = warp(other, forward)
+    if occlusion == "warp":
+        return warped
+    backward = compute_flow(other, ref, method, small_side)
+    return fill_occluded(warped, ref, occlusion_mask(forward, backward))

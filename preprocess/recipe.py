@@ -70,6 +70,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.flags import DEFAULT_OCCLUSION
 from common.frames import IMAGE_EXTS, frame_offsets, list_frames
 from common.names import safe_name
 from common.paths import dlib_model_path
@@ -106,6 +107,7 @@ class RecipeConfig:
     n_frames: int = 5                   # frames per training sample (5 or 9)
     flow: str = "dis"                   # neighbour alignment flow (as the video command)
     flow_side: int = 200
+    occlusion: str = DEFAULT_OCCLUSION  # neighbour pixels failing the forward-backward check (flow.py)
     still_share: float = 0.3            # share of segments with a still camera (the paper's blur)
     still_exposure_range: tuple = (2.0, 8.0)  # their exposure, frame intervals (log-uniform)
     still_linear: bool = False          # still segments averaged in linear light (else sRGB, the paper's)
@@ -542,7 +544,7 @@ def run_recipe(videos, out, cfg: RecipeConfig, jobs: int = 1, priors: bool = Fal
     run_tasks(_segment_task, tasks, jobs, desc="blur synthesis", unit="segment")
     all_segs = segments["train"] + segments["val"]
     align = align_dataset(out / "dataset", out / "training_set", None, "flow", cfg.flow, cfg.n_frames,
-                          jobs, flow_side=cfg.flow_side or None, videos=all_segs)
+                          jobs, flow_side=cfg.flow_side or None, videos=all_segs, occlusion=cfg.occlusion)
     summary = dict(clips=len(clips), failed=failed, train_clips=len(split["train"]),
                    val_clips=split["val"], segments={k: len(v) for k, v in segments.items()},
                    align=align)

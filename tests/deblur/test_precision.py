@@ -9,7 +9,7 @@ from deblur.testing import datasets as deblur_data
 import run_model
 from deblur import checkpoint as ckpt
 from deblur.network import build_generator
-from deblur.precision import cpu_has_bf16, resolve_precision, set_precision
+from deblur.precision import cpu_has_bf16, precision_scope, resolve_precision, set_precision
 
 AMX = "processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile avx512_bf16\n"
 OLD = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n"
@@ -87,3 +87,21 @@ def test_training_in_bf16_saves_fp32_checkpoints(tmp_path):
     keras.config.set_dtype_policy("float32")
     net, cfg, step = ckpt.load_generator(tmp_path / "ck")
     assert step == 3 and net.weights[0].dtype == "float32"
+
+
+def test_precision_scope_builds_in_low_precision_and_restores_the_global_policy():
+    """A network built in the scope keeps bf16; what is built after it (MTCNN in the video
+    command's next run in this process) is float32 again, also after an error in the block."""
+    keras.config.set_dtype_policy("float32")
+    with precision_scope("bf16") as p:
+        assert p == "bf16" and keras.config.dtype_policy().name == "mixed_bfloat16"
+        net = build_generator("none", 1, "color", 5, channels=4)
+    assert keras.config.dtype_policy().name == "float32"
+    assert {layer.compute_dtype for layer in net.layers if layer.weights} == {"bfloat16"}
+    out = net({"blur": np.zeros((1, 32, 32, 15), np.float32)})
+    assert keras.backend.standardize_dtype(out[0].dtype) == "float32"
+    assert keras.layers.Dense(2).compute_dtype == "float32"
+    with pytest.raises(RuntimeError):
+        with precision_scope("fp16"):
+            raise RuntimeError("boom")
+    assert keras.config.dtype_policy().name == "float32"

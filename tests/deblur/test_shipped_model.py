@@ -112,14 +112,10 @@ def test_run_model_test_phase_uses_the_shipped_model_by_default(vd001_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 10 open: the shipped model scores 32.05 dB / 0.9154 on vd001 against the blurry "
-    "input's 32.49 dB / 0.9105: SSIM higher, PSNR not (checkpoints/MODEL_CARD.md, 'The authors' "
-    "clip'); strict, so a model that meets the criterion makes this test fail until the marker "
-    "is removed"))
 def test_shipped_model_beats_the_blurry_input_on_vd001(vd001_run):
     """Issue 10: on the authors' own blur (never trained on) the shipped model beats the blurry
-    input in PSNR and SSIM."""
+    input in PSNR and SSIM, with the neighbours aligned as `preprocess align` does by default
+    (occluded pixels from frame t; with --occlusion warp it does not: MODEL_CARD.md)."""
     rc, _, res, blurry = vd001_run
     assert rc == 0
     allf = res["all_frames"]

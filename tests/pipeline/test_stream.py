@@ -60,8 +60,9 @@ def _options(clip, out, ckpt, **kw):
 def kept(clip, ckpt, tmp_path_factory):
     """One run with --keep_intermediates and --frames_out, chunks of 4, batches of 3."""
     tmp = tmp_path_factory.mktemp("kept")
+    # fp32 as the stage tools below are run with (auto is bf16 on a CPU with bf16 units)
     opt = _options(clip, tmp / "out.mp4", ckpt, work_dir=tmp / "work", frames_out=tmp / "frames",
-                   keep_intermediates=True, chunk=4, batch=3)
+                   keep_intermediates=True, chunk=4, batch=3, precision="fp32")
     return opt, dv.deblur_video(opt)
 
 
@@ -195,11 +196,23 @@ def test_precision_auto_is_fp32_without_bf16_units(monkeypatch):
     assert run_model.parse_args(["--phase", "train"]).precision == "fp32"
 
 
-def test_this_machine_runs_the_video_command_in_fp32(kept):
-    """On a CPU without AMX-BF16/AVX512-BF16 (this project's CI), auto resolves to fp32."""
-    from deblur.precision import cpu_has_bf16
+def test_auto_precision_and_a_second_run_in_the_same_process(clip, ckpt, tmp_path):
+    """--precision auto runs in what `resolve_precision` picks for this machine (fp32 on CPUs
+    without AMX-BF16/AVX512-BF16, this project's CI; bf16 on those with them), and leaves no
+    global dtype policy behind: a second run in this process builds its MTCNN in float32 again
+    (a leaked mixed_bfloat16 policy broke the landmark stage of the next run)."""
+    import keras
 
-    if cpu_has_bf16():
-        pytest.skip("this CPU has bf16 units: auto picks bf16 here")
-    opt, res = kept
-    assert any("precision fp32" in n for n in res["notes"])
+    from deblur.precision import resolve_precision
+
+    runs = []
+    for k, precision in enumerate(("auto", "bf16", "auto")):
+        opt = _options(clip, tmp_path / f"out{k}.mp4", ckpt, work_dir=tmp_path / f"work{k}",
+                       precision=precision, max_frames=6)
+        runs.append(dv.deblur_video(opt))
+        assert keras.config.dtype_policy().name == "float32"
+    assert any(f"precision {resolve_precision('auto')}" in n for n in runs[0]["notes"]), runs[0]["notes"]
+    assert any("precision bf16" in n for n in runs[1]["notes"])
+    assert videoio.probe(tmp_path / "out2.mp4")["frames"] == 6
+
+

@@ -1,12 +1,13 @@
 """Neighbour alignment (preprocess/flow.py, preprocess/align.py) on known sub-pixel shifts of a
 real face photo (../shared/data/faces5pt), homography fallback, end clamping, datalist."""
+import cv2
 import numpy as np
 import pytest
 
 from common.frames import frame_offsets
 from preprocess.align import align_dataset, datalist_line, neighbour_index
 from common.fileio import InputError, read_image, write_image
-from preprocess.flow import align_flow, align_homography, compute_flow
+from preprocess.flow import align_flow, align_homography, compute_flow, fill_occluded, occlusion_mask
 
 from common.metrics import psnr
 from tests.helpers import face_crop as _face_crop
@@ -128,3 +129,86 @@ def test_align_dataset_counts_homography_fallbacks(tmp_path):
     # 3 frames x 2 neighbours, minus the 2 clamped ones that are the frame itself
     assert res["fallbacks"] == 4
     assert read_image(tmp_path / "out" / "flat" / "blur_1" / "00001.png")[0, 0, 0] == 102
+
+
+# ----------------------------------------------------------------------------- occlusion
+def test_occlusion_mask_flags_inconsistent_and_outside_pixels():
+    """A constant 2 px flow whose backward flow agrees except in one block: exactly the pixels
+    that land in that block, plus those whose forward flow leaves the frame, are flagged."""
+    h, w = 20, 30
+    fwd = np.zeros((h, w, 2), np.float32)
+    fwd[..., 0] = 2.0
+    bwd = np.zeros_like(fwd)
+    bwd[..., 0] = -2.0
+    bwd[5:10, 12:18] = 0.0  # the block seen in `other` has no match in `ref`: an occlusion
+    occ = occlusion_mask(fwd, bwd)
+    expected = np.zeros((h, w), bool)
+    expected[5:10, 10:16] = True   # x + 2 inside the block
+    expected[:, w - 2:] = True     # x + 2 beyond the last column
+    assert np.array_equal(occ, expected)
+    # The tolerance grows with the motion: a 1 px disagreement is an occlusion for a 1 px flow
+    # but not for an 8 px one (flow error grows with displacement).
+    for speed, flagged in ((1.0, True), (8.0, False)):
+        f = np.zeros((h, w, 2), np.float32)
+        f[..., 1] = speed
+        b = -f
+        b[..., 1] += 1.0
+        occ = occlusion_mask(f, b)
+        assert occ[: h - int(speed) - 1].all() if flagged else not occ[: h - int(speed) - 1].any()
+        assert occ[h - int(speed):].all()  # these rows look below the last one
+
+
+def test_fill_occluded_keeps_warped_pixels_and_blends_the_occluded_ones():
+    warped = np.full((16, 16, 3), 200, np.uint8)
+    ref = np.full((16, 16, 3), 40, np.uint8)
+    none = np.zeros((16, 16), bool)
+    assert np.array_equal(fill_occluded(warped, ref, none), warped)
+    assert np.array_equal(fill_occluded(warped, ref, ~none), ref)
+    occ = none.copy()
+    occ[6:10, 6:10] = True
+    out = fill_occluded(warped, ref, occ)
+    assert np.array_equal(out[7:9, 7:9], ref[7:9, 7:9])         # inside: frame t's pixel
+    assert np.array_equal(out[:1], warped[:1])                  # far away: untouched
+    edge = out[3:6, 8, 0].astype(int)                           # the softened edge of the grown mask
+    assert 40 < edge[-1] < 200 and edge[0] >= edge[-1], edge
+
+
+def _occluded_pair(face, dx=5.0):
+    """`face` behind a static dark disc (a microphone) and the same scene with the face moved by
+    dx px: the disc hides a different part of the face in each frame."""
+    def with_disc(img):
+        out = img.copy()
+        cv2.circle(out, (80, 118), 22, (25, 25, 25), -1)
+        return out
+    return with_disc(face), with_disc(shift(face, dx, 0.0))
+
+
+def test_align_flow_gives_occluded_pixels_frame_t(faces5pt):
+    """Around a static occluder the warped neighbour shows the wrong thing; occlusion="centre"
+    replaces it by frame t there, and leaves the face box (no occlusion) as aligned as before."""
+    ref, nb = _occluded_pair(_face_crop(faces5pt))
+    warped = align_flow(ref, nb, "dis", 200, occlusion="warp")
+    filled = align_flow(ref, nb, "dis", 200, occlusion="centre")
+    ring = (slice(88, 150), slice(50, 110))  # the disc and the face around it
+    assert psnr(filled[ring], ref[ring]) > psnr(warped[ring], ref[ring]) + 3
+    top = (slice(40, 85), slice(40, 120))   # eyes and nose, far from the disc
+    assert psnr(filled[top], ref[top]) > 35
+    assert abs(psnr(filled[top], ref[top]) - psnr(warped[top], ref[top])) < 1.0
+    with pytest.raises(ValueError, match="occlusion"):
+        align_flow(ref, nb, "dis", 200, occlusion="median")
+
+
+def test_align_dataset_passes_the_occlusion_mode(faces5pt, tmp_path):
+    ref, nb = _occluded_pair(_face_crop(faces5pt))
+    ds = tmp_path / "dataset"
+    for k, f in enumerate([nb, ref, nb], 1):
+        write_image(ds / "seq" / "blurry" / f"{k:05d}.png", f)
+    outs = {}
+    for mode in ("warp", "centre"):
+        align_dataset(ds, tmp_path / mode, None, align="flow", flow="dis", n_frames=3, occlusion=mode)
+        outs[mode] = read_image(tmp_path / mode / "seq" / "blur_1" / "00002.png")
+    assert np.array_equal(outs["warp"], align_flow(ref, nb, "dis", 200, occlusion="warp"))
+    assert np.array_equal(outs["centre"], align_flow(ref, nb, "dis", 200, occlusion="centre"))
+    assert not np.array_equal(outs["warp"], outs["centre"])
+    with pytest.raises(ValueError, match="occlusion"):
+        align_dataset(ds, tmp_path / "x", None, occlusion="median")
