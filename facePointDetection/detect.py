@@ -62,11 +62,20 @@ class FivePointDetector:
         threads = os.environ.get(WORKER_THREADS_ENV)
         if threads:
             _limit_tf_threads(int(threads))
+        import keras
         from mtcnn import MTCNN
 
         self.flip = flip
         self.min_face_size = min_face_size
-        self._mtcnn = MTCNN()
+        # MTCNN is built in float32 whatever global Keras policy the process has set (a
+        # mixed_bfloat16 one from building the deblurring network makes its outputs bfloat16,
+        # which numpy cannot mix with its boxes).
+        before = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("float32")
+        try:
+            self._mtcnn = MTCNN()
+        finally:
+            keras.config.set_dtype_policy(before)
 
     def _raw(self, imgs: list[np.ndarray]) -> np.ndarray:
         # numpy output keeps sub-pixel landmarks (the JSON output rounds them to integers):

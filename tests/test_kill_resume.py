@@ -38,14 +38,18 @@ def _start(cmd, cwd=ROOT, log=None):
                             stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
-def _kill_when(proc, ready, timeout=600, delay=0.0):
-    """SIGKILL the process group once `ready()` holds (then after `delay` s). False if it ended first."""
+def _kill_when(proc, ready, timeout=600, delay=0.0, at_once=lambda: False):
+    """SIGKILL the process group once `ready()` holds, then after `delay` s, or as soon as
+    `at_once()` holds during that delay (a fast CPU finishes several steps in it). False if the
+    process ended first."""
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None:
             return False
         if ready():
-            time.sleep(delay)
+            t1 = time.time()
+            while time.time() - t1 < delay and not at_once():
+                time.sleep(0.005)
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -74,7 +78,9 @@ def test_training_killed_five_times_resumes_to_the_same_model(tmp_path, vd001):
         # a step left for each later kill, and the run must not reach the end
         target = rng.randint(last + 1, STEPS - (5 - k))
         proc = _start(_train_cmd(tmp_path, killed))
-        assert _kill_when(proc, lambda: _newest_step(killed) >= target, delay=rng.uniform(0.0, 0.4)), \
+        limit = STEPS - (5 - k)  # steps left for the later kills
+        assert _kill_when(proc, lambda: _newest_step(killed) >= target, delay=rng.uniform(0.0, 0.4),
+                          at_once=lambda: _newest_step(killed) >= limit), \
             f"training ended before kill {k + 1} (step {_newest_step(killed)})"
         assert _newest_step(killed) < STEPS
     r = subprocess.run(_train_cmd(tmp_path, killed), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)

@@ -493,9 +493,10 @@ def test_optional_validation_during_training_uses_the_test_metrics(tmp_path, tra
     out = capsys.readouterr()
     assert [v["step"] for v in res["validation_log"]] == [3]  # every 5 steps and at the end
     assert "validation at step 3: ALL (all frames)" in out.err + out.out
-    # The same numbers as testing the saved checkpoint with --gt_path.
+    # The same numbers as testing the saved checkpoint with --gt_path, in fp32 as the training
+    # run validated (auto is bf16 on CPUs with bf16 units).
     assert run_model.main(_test_argv(root / "training_set", tmp_path / "res", ck / "deblur-3.npz",
-                                     "--gt_path", str(root / "dataset"))) == 0
+                                     "--gt_path", str(root / "dataset"), "--precision", "fp32")) == 0
     doc = json.loads((tmp_path / "res" / "metrics.json").read_text())
     for k in metrics.METRICS:
         assert res["validation"][k] == pytest.approx(doc["all_frames"][k], abs=1e-9)

@@ -62,3 +62,21 @@ def test_a_frame_without_a_face_is_reported_and_the_search_restarts(frames, dete
     grey = np.full_like(frames[0], 128)
     assert tracker(grey) == []  # tracking fails on a flat frame, detection finds nothing
     assert tracker(frames[2]) and tracker.counts["whole"] == 2 and tracker.counts["none"] == 1
+
+
+def test_detector_built_under_a_mixed_precision_policy_stays_float32(frames, detector):
+    """A process that built the deblurring network in bf16 first (run_model.py, the video
+    command) still gets float32 MTCNN outputs, the same points, and its policy back."""
+    import keras
+
+    from facePointDetection.detect import FivePointDetector
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        late = FivePointDetector()
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    finally:
+        keras.config.set_dtype_policy("float32")
+    got, ref = late.detect(frames[0]), detector.detect(frames[0])
+    assert len(got) == len(ref) == 1
+    np.testing.assert_allclose(got[0]["points"], ref[0]["points"], atol=1e-3)
