@@ -56,8 +56,8 @@ def add_flow_flag(parser) -> None:
 def add_occlusion_flag(parser) -> None:
     parser.add_argument("--occlusion", default=DEFAULT_OCCLUSION, choices=OCCLUSION_MODES,
                         help="neighbour pixels that fail the forward-backward flow check (occluded or "
-                             "outside the frame): centre = frame t's pixel instead (twice the flow "
-                             f"time), warp = kept as warped (the original); default {DEFAULT_OCCLUSION}")
+                             "outside the frame): centre = frame t's pixel instead (one more flow per "
+                             f"neighbour), warp = kept as warped (the original); default {DEFAULT_OCCLUSION}")
 
 
 def add_precision_flag(parser, default: str | None = "fp32", help_default: str | None = None) -> None:

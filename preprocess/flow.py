@@ -157,7 +157,7 @@ def align_flow(ref: np.ndarray, other: np.ndarray, method: str = DEFAULT_FLOW,
     """Warp `other` onto `ref` with optical flow (uint8 in, uint8 out, same shape as `ref`).
 
     occlusion "centre": pixels that fail the forward-backward check (`occlusion_mask`; a second
-    flow, other -> ref, so twice the time) take `ref`'s value; "warp": the warped neighbour
+    flow, other -> ref, so twice the flow time) take `ref`'s value; "warp": the warped neighbour
     everywhere (the original `generateAlignments.m`).
     """
     if occlusion not in OCCLUSION_MODES:
