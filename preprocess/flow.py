@@ -12,7 +12,7 @@ Occlusion (not in the original): where the scene is hidden in one frame and visi
 (a head moving behind a microphone, hair strands, the frame border) no flow is right, and the
 backward-warped neighbour shows the wrong thing there. `align_flow(..., occlusion="centre")`
 finds those pixels with the forward-backward consistency check of Sundaram, Brox and Keutzer
-(ECCV 2010, "Dense point trajectories by GPU-accelerated large displacement optical flow", eq. 4)
+(ECCV 2010, "Dense point trajectories by GPU-accelerated large displacement optical flow")
 and gives them frame t's own pixel, so the network sees "no information from this neighbour"
 instead of a wrong one (the same input it gets at a clip's first and last frames).
 """
@@ -124,7 +124,7 @@ def occlusion_mask(forward: np.ndarray, backward: np.ndarray, alpha: float = 0.0
     forward: (H, W, 2) flow ref -> other; backward: (H, W, 2) flow other -> ref (both in pixels,
     the module's convention). Following a pixel to `other` and back should return it to where it
     started; it is flagged when |w + w_b|^2 > alpha (|w|^2 + |w_b|^2) + beta, with w_b the
-    backward flow sampled at x + w (Sundaram et al. 2010, eq. 4, with their alpha 0.01 and beta
+    backward flow sampled at x + w (Sundaram et al. 2010, with their alpha 0.01 and beta
     0.5 px^2), or when x + w falls outside the frame (nothing there to take).
     """
     h, w = forward.shape[:2]
