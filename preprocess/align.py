@@ -27,12 +27,12 @@ import numpy as np
 
 from common.names import name_problem, safe_name
 
-from common.flags import DEFAULT_FLOW, DEFAULT_OCCLUSION
+from common.flags import DEFAULT_FLOW, DEFAULT_OCCLUSION, OCCLUSION_MODES
 from common.frames import frame_offsets, list_frames, list_videos
 
 from .blur import FrameReader
 from common.fileio import InputError, write_image, write_text
-from .flow import OCCLUSION_MODES, align_flow, align_homography
+from .flow import align_flow, align_homography
 from common.parallel import chunks, run_tasks
 
 ALIGN_METHODS = ("none", "flow", "homography")

@@ -76,9 +76,9 @@ def test_training_killed_five_times_resumes_to_the_same_model(tmp_path, vd001):
     for k in range(5):
         last = _newest_step(killed)
         # a step left for each later kill, and the run must not reach the end
-        target = rng.randint(last + 1, STEPS - (5 - k))
+        limit = STEPS - (5 - k)
+        target = rng.randint(last + 1, limit)
         proc = _start(_train_cmd(tmp_path, killed))
-        limit = STEPS - (5 - k)  # steps left for the later kills
         assert _kill_when(proc, lambda: _newest_step(killed) >= target, delay=rng.uniform(0.0, 0.4),
                           at_once=lambda: _newest_step(killed) >= limit), \
             f"training ended before kill {k + 1} (step {_newest_step(killed)})"

@@ -214,5 +214,3 @@ def test_auto_precision_and_a_second_run_in_the_same_process(clip, ckpt, tmp_pat
     assert any(f"precision {resolve_precision('auto')}" in n for n in runs[0]["notes"]), runs[0]["notes"]
     assert any("precision bf16" in n for n in runs[1]["notes"])
     assert videoio.probe(tmp_path / "out2.mp4")["frames"] == 6
-
-
