@@ -17,7 +17,9 @@ without the prior's information. `--centre_only NAME` scores model NAME with eve
 frame replaced by the centre one (the input a frame gets when its neighbours are copies of it):
 how much of its gain comes from the other frames rather than from deblurring the frame itself.
 
-Prints a markdown table; writes JSON with per-clip and overall figures.
+Prints a markdown table per clip and one per segment (with the segment's blur from its
+`dataset/<segment>/recipe.json`: a mean over a clip hides a segment the model makes worse);
+writes JSON with per-segment, per-clip and overall figures and both tables.
 """
 from __future__ import annotations
 
@@ -89,17 +91,56 @@ def _mean(rows, key):
     return sum(vals) / len(vals) if vals else None
 
 
+def _group_means(rows, key_of, keys) -> dict:
+    groups = {}
+    for r in rows:
+        groups.setdefault(key_of(r), []).append(r)
+    return {g: {**{k: _mean(rs, k) for k in keys}, "frames": len(rs)} for g, rs in sorted(groups.items())}
+
+
 def summarise(result: dict) -> dict:
-    """Per clip and overall means (over frames) of result and blurry metrics."""
-    keys = [k for k in result["rows"][0] if k not in ("video", "frame", "id_fallback")]
-    clips = sorted({_clip_of(r["video"]) for r in result["rows"]})
-    per_clip = {c: {k: _mean([r for r in result["rows"] if _clip_of(r["video"]) == c], k) for k in keys}
-                for c in clips}
-    for c in clips:
-        per_clip[c]["frames"] = sum(_clip_of(r["video"]) == c for r in result["rows"])
-    overall = {k: _mean(result["rows"], k) for k in keys}
-    overall["frames"] = len(result["rows"])
-    return dict(per_clip=per_clip, overall=overall)
+    """Per segment, per clip and overall means (over frames) of result and blurry metrics."""
+    rows = result["rows"]
+    keys = [k for k in rows[0] if k not in ("video", "frame", "id_fallback")]
+    overall = {k: _mean(rows, k) for k in keys}
+    overall["frames"] = len(rows)
+    return dict(per_segment=_group_means(rows, lambda r: r["video"], keys),
+                per_clip=_group_means(rows, lambda r: _clip_of(r["video"]), keys), overall=overall)
+
+
+def segment_blur(recipe: Path, segment: str) -> str:
+    """The blur `preprocess recipe` gave a segment, in words, from its recipe.json: "shake S
+    px/frame, exposure E" (E in frame intervals), "still camera, exposure E", or "no blur"; then
+    "+ noise N, JPEG Q" when degraded. "?" when the file is missing (not a recipe folder)."""
+    f = recipe / "dataset" / segment / "recipe.json"
+    if not f.is_file():
+        return "?"
+    p = json.loads(f.read_text())
+    if p.get("exposure", 0.0) == 0.0:
+        text = "no blur"
+    elif p.get("still"):
+        text = f"still camera, exposure {p['exposure']:.1f}"
+    else:
+        text = f"shake {p['speed']:.1f} px/frame, exposure {p['exposure']:.2f}"
+    if p.get("noise_sigma", 0.0) > 0 or p.get("jpeg_quality", 0) > 0:
+        text += f" + noise {p['noise_sigma']:.1f}, JPEG {p['jpeg_quality']}"
+    return text
+
+
+def segment_table(results: dict, recipe: Path) -> str:
+    """Markdown: one row per validation segment, its blur, blurry PSNR and each model's PSNR
+    and gain over the blurry input (dB)."""
+    names = list(results)
+    first = results[names[0]]["summary"]["per_segment"]
+    head = "| segment | blur | frames | blurry PSNR |" + "".join(f" {n} PSNR | {n} gain |" for n in names)
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for seg, b in first.items():
+        row = f"| {seg} | {segment_blur(recipe, seg)} | {b['frames']} | {b['blurry_psnr']:.2f} |"
+        for n in names:
+            m = results[n]["summary"]["per_segment"][seg]
+            row += f" {m['psnr']:.2f} | {m['psnr'] - m['blurry_psnr']:+.2f} |"
+        lines.append(row)
+    return "\n".join(lines)
 
 
 def table(results: dict) -> str:
@@ -167,11 +208,12 @@ def main(argv=None) -> int:
             print(f"{name}: {o['frames']} frames, PSNR {o['psnr']:.3f} (blurry {o['blurry_psnr']:.3f}), "
                   f"SSIM {o['ssim']:.4f} (blurry {o['blurry_ssim']:.4f}), {res['seconds']} s", flush=True)
     md = table(results)
-    print(md)
+    seg_md = segment_table(results, a.recipe)
+    print(md + "\n\n" + seg_md)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(command=" ".join(sys.argv), machine=platform.processor() or platform.machine(),
                 precision=a.precision, segments=segments)
-    a.out.write_text(json.dumps(dict(meta=meta, table=md, models={
+    a.out.write_text(json.dumps(dict(meta=meta, table=md, segment_table=seg_md, models={
         n: {k: v for k, v in r.items() if k != "rows"} for n, r in results.items()}), indent=1))
     print(f"wrote {a.out}")
     return 0

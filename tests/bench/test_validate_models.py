@@ -23,6 +23,8 @@ def recipe(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
     deblur_data.build(root, video="person__s00", n=4, h=48, w=48)
     shutil.copy(root / "datalist_train.txt", root / "datalist_val.txt")
+    (root / "dataset" / "person__s00" / "recipe.json").write_text(json.dumps(
+        dict(speed=4.35, exposure=0.69, still=False, noise_sigma=1.53, jpeg_quality=77)))
     net = build_network(NetworkConfig(face="both", levels=1, channels=4))
     path = root / "both.npz"
     ckpt.save_native(path, net, step=3)
@@ -96,3 +98,27 @@ def test_one_control_per_name(recipe, tmp_path, capsys):
         validate_models.main(["--recipe", str(root), "--model", f"real={path}",
                               "--centre_only", "x", "--out", str(tmp_path / "v.json")])
     assert e.value.code == 2 and "--centre_only x: no --model of that name" in capsys.readouterr().err
+
+
+def test_segment_rows_name_the_blur_and_the_gain(recipe, tmp_path):
+    root, path = recipe
+    real, other = _score_with_control(recipe, tmp_path, "centre_only")
+    seg = real["summary"]["per_segment"]["person__s00"]
+    assert seg["frames"] == 4 and seg["psnr"] == pytest.approx(real["summary"]["per_clip"]["person"]["psnr"])
+    md = json.loads((tmp_path / "v.json").read_text())["segment_table"]
+    gain = seg["psnr"] - seg["blurry_psnr"]
+    row = next(ln for ln in md.splitlines() if ln.startswith("| person__s00 |"))
+    assert "| shake 4.3 px/frame, exposure 0.69 + noise 1.5, JPEG 77 | 4 |" in row
+    assert f"| {seg['psnr']:.2f} | {gain:+.2f} |" in row
+
+
+@pytest.mark.parametrize("params, text", [
+    (dict(speed=0.0, exposure=3.1, still=True, noise_sigma=0.0, jpeg_quality=0), "still camera, exposure 3.1"),
+    (dict(speed=0.0, exposure=0.0, still=True, noise_sigma=0.8, jpeg_quality=90), "no blur + noise 0.8, JPEG 90"),
+    (dict(speed=21.6, exposure=0.62, still=False, noise_sigma=0.0, jpeg_quality=0), "shake 21.6 px/frame, exposure 0.62"),
+])
+def test_segment_blur_in_words(tmp_path, params, text):
+    (tmp_path / "dataset" / "seg__s00").mkdir(parents=True)
+    (tmp_path / "dataset" / "seg__s00" / "recipe.json").write_text(json.dumps(params))
+    assert validate_models.segment_blur(tmp_path, "seg__s00") == text
+    assert validate_models.segment_blur(tmp_path, "other__s00") == "?"
