@@ -1,4 +1,4 @@
-"""Score deblurred frames against sharp frames: PSNR/SSIM (RGB, Y) and dlib identity distance.
+r"""Score deblurred frames against sharp frames: PSNR/SSIM (RGB, Y) and dlib identity distance.
 
 Not in the original repository (rwenqi/3Dfacedeblurring); reproduces the measurements of the
 paper's tables. Logic in deblur/evaluate.py (metric definitions in its docstring).
@@ -32,7 +32,9 @@ def _main(argv=None) -> int:
     ap.add_argument("--out", help="report prefix: writes OUT.csv and OUT.json (default: <pred>/eval)")
     ap.add_argument("--no_identity", action="store_true", help="skip the dlib identity distance (faster)")
     ap.add_argument("--compare", metavar="OUT", help="write side-by-side strips blurry | render prior | "
-                                                     "result | sharp to OUT/<video>/NNNNN.png and OUT/<video>.mp4")
+                                                     "result | sharp to OUT/<video>/NNNNN.png and OUT/<video>.mp4 "
+                                                     "(the render panel only with --render; a caption names "
+                                                     "the model when the results carry its model.json)")
     ap.add_argument("--render", help="3D prior renders for the strips: <render>/<video>/render/ (training_set layout)")
     ap.add_argument("--render_label", default="3D prior",
                     help="label of the render panel (default '3D prior'; e.g. '3D prior (STAND-IN)')")

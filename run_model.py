@@ -1,4 +1,4 @@
-"""Train or test the face-video deblurring network (the original `run_model.py`).
+r"""Train or test the face-video deblurring network (the original `run_model.py`).
 
     python run_model.py --phase train --datalist datalist_train.txt --face both --levels 1
     python run_model.py --phase test  --input_path ./testing_set --output_path ./testing_res
@@ -139,7 +139,11 @@ def _main(argv=None) -> int:
     from deblur.checkpoint import (SHIPPED_CHECKPOINT, export_weights, import_tf1, load_generator,
                                    model_record, resolve)
     from deblur.config import NetworkConfig, TrainConfig
+    from deblur.precision import gpu_note
     from deblur.train import default_train_dir, train
+
+    if gpu_note(args.gpu):
+        print("NOTE: " + gpu_note(args.gpu), flush=True)
 
     # CheckpointMismatch and TrainingDiverged are InputErrors: run_cli reports them, exit 2
     if args.phase == "train":

@@ -1,4 +1,4 @@
-"""Benchmark: face-region vs full-frame deblurring on a 720p clip (speed per frame, PSNR in the face box).
+r"""Benchmark: face-region vs full-frame deblurring on a 720p clip (speed per frame, PSNR in the face box).
 
 Not in the original repository (rwenqi/3Dfacedeblurring deblurs whole frames). Builds a 1280x720
 test clip from a real talking-head clip of ../shared/data/face_videos: every frame is scaled to

@@ -1,4 +1,4 @@
-"""Check: does handing the low frequencies back to the blurry input help the network's output?
+r"""Check: does handing the low frequencies back to the blurry input help the network's output?
 
 Motion blur keeps a frame's local mean, so a deblurred frame should have the blurry frame's low
 frequencies. This scores, against the sharp frame (PSNR, common.metrics), the network output

@@ -1,4 +1,4 @@
-"""Score trained models on the recipe's validation clips: PSNR/SSIM/identity distance per clip.
+r"""Score trained models on the recipe's validation clips: PSNR/SSIM/identity distance per clip.
 
 Used for the validation and ablation tables of checkpoints/MODEL_CARD.md. For each
 `NAME=CHECKPOINT`, every frame of every validation segment listed in `<recipe>/datalist_val.txt`

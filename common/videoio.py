@@ -45,6 +45,10 @@ CRF = 18
 # tags tell every other player.
 _COLOUR_TAGS = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
                 "-color_range", "tv"]
+# Since ffmpeg 7 the encoder takes the frames' own colour properties, which the scale filter
+# leaves unspecified for primaries and transfer: the options above alone tag only the matrix.
+_TO_BT709 = ("scale=out_color_matrix=bt709:out_range=tv,format={chroma},"
+             "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv")
 
 
 def ffmpeg_exe() -> str:
@@ -325,8 +329,7 @@ def _run_encode(tmp, lst, offset, chroma, crf, timescale, audio_from, trim_audio
                 sar: Fraction = Fraction(1)) -> str:
     """Run ffmpeg on the concat list `lst`. `last_ticks`: the last frame's duration in
     1/`timescale` units."""
-    vf = (f"scale=out_color_matrix=bt709:out_range=tv,format={chroma},"
-          f"setsar={sar.numerator}/{sar.denominator}")
+    vf = _TO_BT709.format(chroma=chroma) + f",setsar={sar.numerator}/{sar.denominator}"
     base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
     if offset:
         base += ["-itsoffset", f"{float(offset):.6f}"]
@@ -392,7 +395,7 @@ def write_video(path, frames, fps: float, crf: int = CRF) -> int:
             str(tmp), (w, h), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out=chroma,
             quality=None, bitrate=None, macro_block_size=1, ffmpeg_log_level="error",
             output_params=["-crf", str(crf), "-preset", "veryfast", "-vf",
-                           f"scale=out_color_matrix=bt709:out_range=tv,format={chroma}", *_COLOUR_TAGS])
+                           _TO_BT709.format(chroma=chroma), *_COLOUR_TAGS])
         writer.send(None)
         try:
             for f in _chain(first, it):

@@ -292,6 +292,20 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
+def _caption(strip: np.ndarray, text: str) -> np.ndarray:
+    """`strip` with a black band below it holding `text` (shrunk, then cut, to fit the width)."""
+    import cv2  # drawing only
+
+    w = strip.shape[1]
+    scale = max(0.35, min(0.6, w / 1200.0))
+    while cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > w - 8 and len(text) > 4:
+        text = text[:-4] + "..."
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    band = np.zeros((th + base + 8, w, 3), np.uint8)
+    cv2.putText(band, text, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([strip, band], axis=0)
+
+
 def _strip(panels: list[tuple[str, np.ndarray | None]], shape) -> np.ndarray:
     h, w = shape[:2]
     gap = np.full((h, 4, 3), 255, np.uint8)
@@ -309,10 +323,13 @@ def write_comparison(pred, gt, out_dir, blurry=None, render=None, fps: float = 1
     """Side-by-side strips `blurry | render prior | result | sharp` per frame.
 
     Writes `<out_dir>/<video>/NNNNN.png` for every frame and `<out_dir>/<video>.mp4` (H.264,
-    yuv420p, `fps` frames per second; widths/heights padded to even sizes). Panels whose folder
-    is not given are drawn grey and labelled "(n/a)"; `render_label` names the prior panel (say
-    "3D prior (STAND-IN)" when the renders come from the stand-in morphable model). When `rep` is given the result panel is
-    labelled with its PSNR. Returns {video: {"pngs": [...], "mp4": path}}.
+    `fps` frames per second, the strip's exact size). The render panel is there only when
+    `render` is given (a model without a 3D prior has none to show); a panel whose frame is
+    missing is drawn grey and labelled "(n/a)". `render_label` names the prior panel (say
+    "3D prior (STAND-IN)" when the renders come from the stand-in morphable model). When `rep`
+    is given the result panel is labelled with its PSNR, and when the report knows which model
+    made the results (`<pred>/model.json`), a caption under the strip names it.
+    Returns {video: {"pngs": [...], "mp4": path}}.
     """
     pred, gt, out_dir = Path(pred), Path(gt), Path(out_dir)
     vids = _video_dirs(pred)
@@ -334,7 +351,10 @@ def write_comparison(pred, gt, out_dir, blurry=None, render=None, fps: float = 1
             ptxt = "result"
             if (video, p.name) in psnrs and math.isfinite(psnrs[(video, p.name)]):
                 ptxt += f" {psnrs[(video, p.name)]:.2f}dB"
-            strip = _strip([("blurry", bimg), (render_label, rimg), (ptxt, pimg), ("sharp", gimg)], gimg.shape)
+            panels = [("blurry", bimg)] + ([(render_label, rimg)] if render else []) + [(ptxt, pimg), ("sharp", gimg)]
+            strip = _strip(panels, gimg.shape)
+            if rep is not None and rep.model:
+                strip = _caption(strip, f"result: {rep.model}")
             path = out_dir / video / p.name
             write_image(path.with_suffix(".png"), strip)
             frames.append(strip)

@@ -50,6 +50,17 @@ def gpu_kind() -> str | None:
     return "bf16" if cc and cc[0] >= 8 else "fp16"
 
 
+def gpu_note(gpu: str) -> str | None:
+    """The line to show when --gpu asked for GPUs TensorFlow cannot see (no GPU, no driver, or a
+    CPU-only TensorFlow build; the run then uses the CPU), else None. Call after `select_gpu`."""
+    import tensorflow as tf
+
+    if str(gpu) == "-1" or tf.config.list_physical_devices("GPU"):
+        return None
+    return (f"--gpu {gpu}: TensorFlow sees no GPU on this machine (none installed, no driver, or a "
+            f"CPU-only TensorFlow); running on the CPU")
+
+
 def resolve_precision(precision: str, on_gpu: bool | None = None) -> str:
     """Map fp32|bf16|fp16|auto to a concrete fp32|bf16|fp16."""
     if precision not in PRECISIONS:

@@ -115,6 +115,12 @@ def _main(argv=None) -> int:
     ap.add_argument("--max_steps", type=int, default=100000,
                     help="step budget = decay length of the learning rate (default 100000; the time box stops first)")
     args = ap.parse_args(argv)
+    for flag, lowest in (("frames", 1), ("size", 32), ("channels", 1), ("patch", 16), ("batch", 1),
+                         ("train_seconds", 1), ("max_steps", 1)):
+        if getattr(args, flag) < lowest:
+            ap.error(f"--{flag} must be at least {lowest}, got {getattr(args, flag)}")
+    if not args.lr > 0:
+        ap.error(f"--lr must be above 0, got {args.lr}")
 
     t_start = time.perf_counter()
     os.chdir(ROOT)
@@ -123,6 +129,12 @@ def _main(argv=None) -> int:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     py = sys.executable
     label = "3D prior"
+    ckpt = Path(args.checkpoint)
+    kind = has_checkpoint(ckpt)
+    if not kind and not args.retrain:  # before anything is written
+        raise InputError(f"{ckpt}: no deblurring checkpoint there (the shipped model is "
+                         f"{DEFAULT_CHECKPOINT}; restore it with `git checkout -- checkpoints/`, pass "
+                         "--checkpoint PATH, or --retrain to train a short demo model)")
     try:
         banner("1/4  sample clip: scikit-image's astronaut photo, shaking virtual camera, true motion blur")
         ds = work / "dataset"
@@ -132,8 +144,6 @@ def _main(argv=None) -> int:
               f"-> {clip}")
 
         banner("2/4  deblurring model")
-        ckpt = Path(args.checkpoint)
-        kind = has_checkpoint(ckpt)
         trained_here = False
         if args.retrain:
             demo_ckpt = work / "train" / "checkpoint"
@@ -142,14 +152,10 @@ def _main(argv=None) -> int:
                   "expect a modest gain.", flush=True)
             shutil.rmtree(demo_ckpt, ignore_errors=True)  # a fresh model, not a resumed one
             ckpt, trained_here = train_demo_model(work, args.train_seconds, args, env), True
-        elif kind:
+        else:
             shipped = ckpt.resolve() == Path(DEFAULT_CHECKPOINT).resolve()
             print(f"  using the {kind} checkpoint at {ckpt}"
                   + (" (the model this project trained and ships: checkpoints/MODEL_CARD.md)" if shipped else ""))
-        else:
-            raise InputError(f"{ckpt}: no deblurring checkpoint there (the shipped model is "
-                             f"{DEFAULT_CHECKPOINT}; restore it with `git checkout -- checkpoints/`, pass "
-                             "--checkpoint PATH, or --retrain to train a short demo model)")
 
         banner("3/4  deblur_video.py on the blurry clip")
         out_mp4 = work / "astronaut_deblurred.mp4"
@@ -169,10 +175,13 @@ def _main(argv=None) -> int:
         cmp_dir = work / "compare"
         notes_file = work / "video_work" / "notes.json"
         label = prior_label(notes_file.read_text() if notes_file.is_file() else "")
+        stored = checkpoint_config(ckpt)
+        uses_prior = stored is None or stored.face != "none"
+        # A model without a 3D prior gets no (empty) prior panel in the strips.
         cmd = [py, "evaluate.py", "--pred", str(work / "result"), "--gt", str(ds), "--blurry", str(ds),
-               "--out", str(work / "eval"), "--compare", str(cmp_dir), "--render",
-               str(work / "video_work" / "final_render"), "--fps", "10",
-               "--render_label", label]
+               "--out", str(work / "eval"), "--compare", str(cmp_dir), "--fps", "10",
+               *(["--render", str(work / "video_work" / "final_render"), "--render_label", label]
+                 if uses_prior else [])]
         rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
         if rc != 0:
             print(f"error: evaluate.py failed (status {rc})", file=sys.stderr)
@@ -186,8 +195,7 @@ def _main(argv=None) -> int:
              if trained_here else f"the shipped model {ckpt} (this project's; checkpoints/MODEL_CARD.md)"
              if shipped else f"checkpoint {ckpt}")
     print(f"  model:            {which}")
-    stored = checkpoint_config(ckpt)
-    if stored is not None and stored.face == "none":
+    if not uses_prior:
         print("  3D prior:         none (the model uses no 3D prior: --face none)")
     else:
         print(f"  3D prior:         {label} (which model: docs/ict.md)")

@@ -305,6 +305,12 @@ class Pipeline:
         o = self.o
         if not o.input.exists():
             raise InputError(f"{o.input}: input video not found")
+        if o.output.is_dir():
+            raise InputError(f"{o.output}: is a folder; give the output video's file name, e.g. "
+                             f"{o.output / 'deblurred.mp4'}")
+        if not o.output.suffix:
+            raise InputError(f"{o.output}: no file extension, so no container to write (name it "
+                             f"{o.output.name}.mp4, or use one of {', '.join(OUTPUT_EXTS)})")
         if o.output.suffix.lower() not in OUTPUT_EXTS:
             raise InputError(f"{o.output}: cannot write a '{o.output.suffix}' video (use one of "
                              f"{', '.join(OUTPUT_EXTS)})")
@@ -425,6 +431,7 @@ class Pipeline:
         state = State(self.work)
         stages = self.stages()
         timings = {}
+        ran = False  # did any stage run (or were all done in an earlier run)?
         t_all = time.perf_counter()
         for i, (name, desc, settings, fn) in enumerate(stages, 1):
             key = state.key(name, settings)
@@ -448,6 +455,7 @@ class Pipeline:
                 self._deblur_key = key  # finished chunks count only for these settings
             t0 = time.perf_counter()
             fn()
+            ran = True
             dt = time.perf_counter() - t0
             timings[name] = dt
             state.mark(name, key, dt)
@@ -459,7 +467,10 @@ class Pipeline:
         info = json.loads((self.work / "video.json").read_text())
         written = json.loads((self.work / "encoded.json").read_text())
         summary = self.summary_lines(info, written)
-        self.say(f"wrote {o.output} in {total:.1f} s; working folder {self.work}")
+        if not ran:
+            self.say(f"{o.output} is up to date: every stage was done in an earlier run; working folder {self.work}")
+        else:
+            self.say(f"wrote {o.output} in {total:.1f} s; working folder {self.work}")
         for line in summary:
             self.say("    " + line)
         for n in self._all_notes():
@@ -697,10 +708,12 @@ class Pipeline:
         from common.flags import select_gpu
         from deblur.checkpoint import load_generator, resolve
         from deblur.inference import Deblurrer
-        from deblur.precision import precision_scope
+        from deblur.precision import gpu_note, precision_scope
 
         o = self.o
         select_gpu(o.gpu)
+        if gpu_note(o.gpu):
+            self._note([gpu_note(o.gpu)])
         flags = network_flags(o.model_args)
         if o.face is not None:
             flags["face"] = o.face

@@ -507,22 +507,32 @@ def _video(args, capsys):
 
 
 @pytest.mark.parametrize("case", ["missing", "not_a_video", "audio_only", "zero_frames", "mixed_sizes",
-                                  "output_is_input", "frames_out_is_input", "bad_extension", "bad_fps"])
+                                  "output_is_input", "frames_out_is_input", "bad_extension", "no_extension",
+                                  "output_is_folder", "bad_fps"])
 def test_deblur_video_refuses_bad_input_before_writing(corpus, tiny_ckpt, tmp_path, capsys, case):
     out = tmp_path / "out.mp4"
     inp = {"missing": tmp_path / "nowhere.mp4", "mixed_sizes": corpus["wrong_size_neighbour"],
            "output_is_input": corpus["not_a_video"], "frames_out_is_input": corpus["truncated_png"],
-           "bad_extension": corpus["truncated_png"], "bad_fps": corpus["truncated_png"]}.get(case) or corpus[case]
+           "bad_extension": corpus["truncated_png"], "bad_fps": corpus["truncated_png"],
+           "no_extension": corpus["truncated_png"], "output_is_folder": corpus["truncated_png"]}.get(case) or corpus[case]
     extra = {"output_is_input": [], "frames_out_is_input": ["--frames_out", inp], "bad_fps": ["--fps", "0"]}
     if case == "output_is_input":
         out = inp
     if case == "bad_extension":
         out = tmp_path / "out.gif"
+    if case == "no_extension":
+        out = tmp_path / "out"
+    if case == "output_is_folder":
+        out = tmp_path / "videos.mp4"
+        out.mkdir()
     want = {"missing": "not found", "not_a_video": "cannot read as a video", "audio_only": "no video stream",
             "zero_frames": "holds no", "mixed_sizes": "64x54 differs from 64x48",
             "output_is_input": "is the input", "frames_out_is_input": "is the input",
-            "bad_extension": "cannot write a '.gif' video", "bad_fps": "--fps"}[case]
-    named = corpus["wrong_size_neighbour:bad"] if case == "mixed_sizes" else (out if case == "bad_extension" else inp)
+            "bad_extension": "cannot write a '.gif' video", "bad_fps": "--fps",
+            "no_extension": "no file extension, so no container to write (name it out.mp4",
+            "output_is_folder": "is a folder; give the output video's file name"}[case]
+    named = (corpus["wrong_size_neighbour:bad"] if case == "mixed_sizes"
+             else out if case in ("bad_extension", "no_extension", "output_is_folder") else inp)
     before = sorted(p.name for p in tmp_path.iterdir())
     rc, _, err = _video([inp, out, "--checkpoint", tiny_ckpt.parent, *extra.get(case, [])], capsys)
     assert_bad_input(rc, err, named if case != "bad_fps" else "", want)

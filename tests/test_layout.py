@@ -83,3 +83,34 @@ def test_stage_modules_import_without_tensorflow_where_promised():
     code = ("import sys, common.flags, deblur.config, deblur.checkpoint, pipeline.video; "
             "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def test_docstring_commands_keep_their_line_continuations():
+    """A shell command spread over lines with `\\` in a docstring must be a raw string: in a plain
+    one the backslash joins the lines, and --help prints the command with a run of spaces."""
+    bad = []
+    for rel, path in _python_files():
+        if rel.parts[0].endswith(".egg-info"):
+            continue
+        src = path.read_text()
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body:
+                first = node.body[0]
+                if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                        and isinstance(first.value.value, str):
+                    seg = ast.get_source_segment(src, first.value) or ""
+                    if "\\\n" in seg and not seg.lower().startswith("r"):
+                        bad.append(f"{rel}:{first.lineno}")
+    assert not bad, bad
+
+
+def test_run_model_flag_table_lists_every_flag():
+    """docs/network.md's "All flags of run_model.py" table names every flag `--help` has."""
+    import run_model
+
+    doc = (ROOT / "docs" / "network.md").read_text().split("## All flags of `run_model.py`")[1]
+    table = doc.split("\n## ")[0]
+    flags = {o for a in run_model.build_parser()._actions for o in a.option_strings
+             if o.startswith("--") and o != "--help"}
+    missing = sorted(f for f in flags if f"`{f}`" not in table and f"(`{f}`)" not in table)
+    assert not missing, missing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from fractions import Fraction
 
+import cv2
 import numpy as np
 import pytest
 
@@ -167,3 +168,24 @@ def test_sample_aspect_ratio_is_read_and_kept(tmp_path):
     plain = tmp_path / "plain.mp4"
     videoio.encode_frames(plain, frames, fps=10)  # square pixels unless asked
     assert videoio.probe_video(plain).sar == 1
+
+
+def _stream_line(path) -> str:
+    run = subprocess.run([videoio.ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    return next(ln for ln in run.stderr.splitlines() if "Video:" in ln)
+
+
+def test_written_videos_are_tagged_bt709_matrix_primaries_and_transfer(tmp_path):
+    """Both writers tag what they encode: BT.709 matrix, primaries and transfer, limited range
+    (ffmpeg prints `(tv, bt709, ...)` only when all three are set; an untagged primaries or
+    transfer reads `bt709/unknown/unknown`)."""
+    frames = [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(4)]
+    videoio.write_video(tmp_path / "a.mp4", frames, 10)
+    files = []
+    for i, f in enumerate(frames):
+        files.append(tmp_path / f"{i:05d}.png")
+        cv2.imwrite(str(files[-1]), f)
+    videoio.encode_frames(tmp_path / "b.mp4", files, fps=10)
+    for name in ("a.mp4", "b.mp4"):
+        line = _stream_line(tmp_path / name)
+        assert "(tv, bt709," in line and "unknown" not in line, line

@@ -88,9 +88,9 @@ def test_evaluate_report_and_cli(layout):
     strip = read_image(layout / "cmp" / "vd001" / "00001.png")
     res = read_image(layout / "results" / "vd001" / "00001.png")
     h, w = res.shape[:2]
-    assert strip.shape == (h, 4 * w + 3 * 4, 3)
-    # third panel is the result (the label box at its top-left excluded)
-    x0 = 2 * (w + 4)
+    assert strip.shape == (h, 3 * w + 2 * 4, 3)  # blurry | result | sharp: no --render given
+    # second panel is the result (the label box at its top-left excluded)
+    x0 = w + 4
     np.testing.assert_array_equal(strip[60:, x0:x0 + w], res[60:])
     import imageio_ffmpeg
     reader = imageio_ffmpeg.read_frames(str(layout / "cmp" / "vd001.mp4"))
@@ -129,3 +129,30 @@ def test_identity_distinguishes_people(faces5pt):
     db = sc.descriptor(b, sc.face_box(b)[0])
     assert np.linalg.norm(da - db) > 0.6
     assert np.linalg.norm(da - sc.descriptor(a, sc.face_box(a)[0])) < 1e-6
+
+
+def test_comparison_strip_names_the_model_and_shows_a_prior_only_when_given(layout, tmp_path):
+    """The strips say which model made the result (a caption from <pred>/model.json), and a
+    model without a 3D prior gets no empty prior panel: blurry | result | sharp."""
+    from deblur.checkpoint import write_model_record
+
+    write_model_record(layout / "results", {"model": "the shipped model facedeblur.npz (step 2500)"})
+    rep = ev.evaluate(layout / "results", layout / "dataset", layout / "dataset", identity=False)
+    assert rep.model.startswith("the shipped model")
+    ev.write_comparison(layout / "results", layout / "dataset", tmp_path / "cmp", blurry=layout / "dataset",
+                        rep=rep)
+    strip = read_image(tmp_path / "cmp" / "vd001" / "00001.png")
+    res = read_image(layout / "results" / "vd001" / "00001.png")
+    h, w = res.shape[:2]
+    assert strip.shape[1] == 3 * w + 2 * 4 and h + 10 < strip.shape[0] < h + 40
+    x0 = w + 4  # the result is the second panel now
+    np.testing.assert_array_equal(strip[60:h, x0:x0 + w], res[60:])
+    caption = strip[h:]
+    assert caption.max() > 200 and np.median(caption) == 0  # white text on a black band
+    # Without a model record: no caption, the panels as before.
+    (layout / "results" / "model.json").unlink()
+    rep = ev.evaluate(layout / "results", layout / "dataset", layout / "dataset", identity=False)
+    ev.write_comparison(layout / "results", layout / "dataset", tmp_path / "cmp2", rep=rep,
+                        render=layout / "nowhere")
+    strip = read_image(tmp_path / "cmp2" / "vd001" / "00001.png")
+    assert strip.shape == (h, 4 * w + 3 * 4, 3)

@@ -105,3 +105,21 @@ def test_precision_scope_builds_in_low_precision_and_restores_the_global_policy(
         with precision_scope("fp16"):
             raise RuntimeError("boom")
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_gpu_asked_for_but_not_there_is_said(monkeypatch, tmp_path, capsys):
+    import tensorflow as tf
+
+    from deblur.precision import gpu_note
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert gpu_note("-1") is None
+    assert "--gpu 3: TensorFlow sees no GPU" in gpu_note("3") and "running on the CPU" in gpu_note("3")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    assert gpu_note("0") is None
+    # The command says it (select_gpu sets CUDA_VISIBLE_DEVICES: restored by monkeypatch).
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert run_model.main(["--phase", "export", "--checkpoint", str(ckpt.SHIPPED_CHECKPOINT),
+                           "--output_path", str(tmp_path / "x.npz"), "--gpu", "3"]) == 0
+    assert "NOTE: --gpu 3: TensorFlow sees no GPU" in capsys.readouterr().out

@@ -171,3 +171,5 @@ def test_deblur_video_end_to_end_and_resume(face_videos, tmp_path):
     # a third run does nothing but report every stage as done
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0 and again.stdout.count("skipped (done in an earlier run)") == 6
+    assert "is up to date: every stage was done in an earlier run" in again.stdout
+    assert "wrote " not in again.stdout  # nothing was written this time
