@@ -142,8 +142,9 @@ def _main(argv=None) -> int:
     from deblur.precision import gpu_note
     from deblur.train import default_train_dir, train
 
-    if gpu_note(args.gpu):
-        print("NOTE: " + gpu_note(args.gpu), flush=True)
+    no_gpu = gpu_note(args.gpu)
+    if no_gpu:
+        print("NOTE: " + no_gpu, flush=True)
 
     # CheckpointMismatch and TrainingDiverged are InputErrors: run_cli reports them, exit 2
     if args.phase == "train":

@@ -712,8 +712,9 @@ class Pipeline:
 
         o = self.o
         select_gpu(o.gpu)
-        if gpu_note(o.gpu):
-            self._note([gpu_note(o.gpu)])
+        no_gpu = gpu_note(o.gpu)
+        if no_gpu:
+            self._note([no_gpu])
         flags = network_flags(o.model_args)
         if o.face is not None:
             flags["face"] = o.face
