@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import keras
 import numpy as np
 import pytest
 
@@ -25,10 +26,18 @@ def recipe(tmp_path_factory):
     shutil.copy(root / "datalist_train.txt", root / "datalist_val.txt")
     (root / "dataset" / "person__s00" / "recipe.json").write_text(json.dumps(
         dict(speed=4.35, exposure=0.69, still=False, noise_sigma=1.53, jpeg_quality=77)))
+    keras.utils.set_random_seed(0)  # a fixed random network: the controls' checks below are exact
     net = build_network(NetworkConfig(face="both", levels=1, channels=4))
     path = root / "both.npz"
     ckpt.save_native(path, net, step=3)
     return root, path
+
+
+def _changed_share(tmp_path, a: str, b: str) -> float:
+    """Share of the pixels where models a and b restored the segment differently."""
+    diffs = [read_image(tmp_path / "work" / a / "person__s00" / f.name).astype(int) != read_image(f)
+             for f in sorted((tmp_path / "work" / b / "person__s00").glob("*.png"))]
+    return float(np.mean(diffs))
 
 
 def _score_with_control(recipe, tmp_path, control: str) -> tuple[dict, dict]:
@@ -57,8 +66,9 @@ def test_blank_prior_scores_the_same_network_without_its_prior(recipe, tmp_path)
     render = read_image(seg / "render" / "00002.png")
     assert render.shape == frame.shape and not render.any()
     assert not read_coeff(seg / "face" / "00002.txt").any()
-    # A random network with the prior answers differently without it.
-    assert real["summary"]["overall"]["psnr"] != pytest.approx(blank["summary"]["overall"]["psnr"], abs=1e-3)
+    # A random network with the prior answers differently without it (compared pixel by pixel:
+    # its PSNR against the sharp frames is near 5 dB either way).
+    assert _changed_share(tmp_path, "real", "other") > 0.05
     assert real["summary"]["overall"]["blurry_psnr"] == blank["summary"]["overall"]["blurry_psnr"]
     assert "| person | 4 |" in json.loads((tmp_path / "v.json").read_text())["table"]
 
@@ -84,7 +94,7 @@ def test_centre_only_scores_the_network_without_its_neighbours(recipe, tmp_path)
     assert (seg / "render").resolve() == (src / "render").resolve()
     # The neighbours of the test data differ from the centre, so a random network answers
     # differently without them; the blurry reference row is the same.
-    assert real["summary"]["overall"]["psnr"] != pytest.approx(alone["summary"]["overall"]["psnr"], abs=1e-3)
+    assert _changed_share(tmp_path, "real", "other") > 0.05
     assert real["summary"]["overall"]["blurry_psnr"] == alone["summary"]["overall"]["blurry_psnr"]
 
 
