@@ -35,7 +35,7 @@ def recipe(tmp_path_factory):
 
 def _changed_share(tmp_path, a: str, b: str) -> float:
     """Share of the pixels where models a and b restored the segment differently."""
-    diffs = [read_image(tmp_path / "work" / a / "person__s00" / f.name).astype(int) != read_image(f)
+    diffs = [read_image(tmp_path / "work" / a / "person__s00" / f.name) != read_image(f)
              for f in sorted((tmp_path / "work" / b / "person__s00").glob("*.png"))]
     return float(np.mean(diffs))
 
