@@ -64,7 +64,9 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--checkpoint_dir", default=None,
                    help="where to save/resume; default checkpoints/<face>_<levels>_<patch>")
     g.add_argument("--init_checkpoint", default=None,
-                   help="start from these weights (native or TF1) instead of random ones")
+                   help="start from these weights (native or TF1) instead of random ones; a "
+                        "narrower network's (smaller --channels) are widened to the same function, "
+                        "a --face none model's get the prior's channels added")
     g.add_argument("--save_every", type=int, default=1000, help="checkpoint every N steps")
     g.add_argument("--keep", type=int, default=5, help="keep the last K checkpoints")
     g.add_argument("--log_every", type=int, default=20, help="TensorBoard scalars every N steps")

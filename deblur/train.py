@@ -31,8 +31,9 @@ import numpy as np
 
 from deblur import checkpoint as ckpt
 from deblur.data import make_dataset, parse_datalist, validate
-from deblur.config import TrainConfig
+from deblur.config import NetworkConfig, TrainConfig
 from deblur.network import build_network, min_size, resize_bilinear_tf1, size_multiple, uses_coeff
+from deblur.widen import widen_arrays
 from common.fileio import InputError, atomic_path
 
 
@@ -218,6 +219,15 @@ def train(cfg: TrainConfig) -> dict:
         resumed, start = _resume(train_dir, net, opt, config, cfg, max_steps, eval_loss, batch_of)
     elif cfg.init_checkpoint:
         src_net, src_cfg, _ = ckpt.load_generator(cfg.init_checkpoint, config, verbose=False)
+        src_arrays = ckpt.network_arrays(src_net)
+        if src_cfg.channels < config.channels:
+            # A narrower model continued at the wider --channels: Net2WiderNet, same function.
+            wider = NetworkConfig.from_dict({**src_cfg.to_dict(), "channels": config.channels})
+            src_arrays = widen_arrays(src_arrays, src_cfg, wider, seed=cfg.seed)
+            print(f"note: {cfg.init_checkpoint} has --channels {src_cfg.channels}; widened to "
+                  f"{config.channels} (every new channel copies one of the trained ones, so the "
+                  f"network starts computing what the checkpoint did)")
+            src_cfg = wider
         if src_cfg.face != config.face:
             # e.g. a --face none model continued as --face both: the prior's channels are new.
             # Widening would also accept a narrower network's weights, so the rest must agree.
@@ -227,13 +237,13 @@ def train(cfg: TrainConfig) -> dict:
                 raise InputError(f"{cfg.init_checkpoint}: trained with {', '.join(other)}; starting "
                                  f"a --face {config.face} run from a --face {src_cfg.face} model "
                                  f"needs the same network otherwise")
-            widened = ckpt.assign_by_name(net, ckpt.network_arrays(src_net), str(cfg.init_checkpoint),
+            widened = ckpt.assign_by_name(net, src_arrays, str(cfg.init_checkpoint),
                                           widen=ckpt.WIDEN_SCALE)
             print(f"note: {cfg.init_checkpoint} was trained with --face {src_cfg.face}; "
                   f"{len(widened)} arrays widened for --face {config.face} (the prior's "
                   f"channels start small and random)")
         else:
-            ckpt.assign_by_name(net, ckpt.network_arrays(src_net), str(cfg.init_checkpoint))
+            ckpt.assign_by_name(net, src_arrays, str(cfg.init_checkpoint))
         if src_cfg.levels != config.levels:
             print(f"note: {cfg.init_checkpoint} was trained with levels={src_cfg.levels}; its "
                   f"weights (shared by all scales) start a --levels {config.levels} network")

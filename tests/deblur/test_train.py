@@ -309,8 +309,35 @@ def test_init_checkpoint_without_the_prior_starts_a_run_with_it(tmp_path, capsys
     np.testing.assert_allclose(b["g_net/enc1_1/weights"], a["g_net/enc1_1/weights"], atol=1e-6)
     np.testing.assert_allclose(b["g_net/enc1_2/conv1/weights"][:, :, :4, :4],
                                a["g_net/enc1_2/conv1/weights"], atol=1e-6)
-    # A narrower network's weights would fit inside the wider one's: refused by name.
-    with pytest.raises(InputError, match="channels=4"):
+    # Other settings must agree (the prior's channels are the only ones added by name).
+    with pytest.raises(InputError, match="model=color"):
         train(_args(tmp_path, "--patch_size", "36", "--max_steps", "1", "--face", "both",
-                    "--channels", "8", "--init_checkpoint", str(src),
-                    "--checkpoint_dir", str(tmp_path / "wide")))
+                    "--model", "gray", "--init_checkpoint", str(src),
+                    "--checkpoint_dir", str(tmp_path / "frames")))
+
+
+def test_init_checkpoint_of_a_narrower_network_is_widened_to_the_same_function(tmp_path, capsys):
+    """--init_checkpoint of a --channels 4 run starts a --channels 8 run (Net2WiderNet): at lr 0
+    the wider network computes the narrow one's outputs; with --face both as well, the prior's
+    channels are added after the widening."""
+    deblur_data.build(tmp_path, n=3, h=40, w=40)
+    train(_args(tmp_path, "--patch_size", "36", "--max_steps", "1", "--face", "none",
+                "--checkpoint_dir", str(tmp_path / "narrow")))
+    src = tmp_path / "narrow" / "deblur-1.npz"
+    res = train(_args(tmp_path, "--patch_size", "36", "--max_steps", "1", "--face", "none",
+                      "--channels", "8", "--lr", "0", "--init_checkpoint", str(src),
+                      "--checkpoint_dir", str(tmp_path / "wide")))
+    assert res["step"] == 1
+    assert "widened to 8" in capsys.readouterr().out
+    narrow = ckpt.load_generator(src, verbose=False)[0]
+    wide, wide_cfg, _ = ckpt.load_generator(tmp_path / "wide" / "deblur-1.npz", verbose=False)
+    assert wide_cfg.channels == 8 and wide.count_params() > 3 * narrow.count_params()
+    x = np.random.default_rng(0).random((1, 40, 40, 15), dtype=np.float32)
+    a, b = np.asarray(narrow({"blur": x})[-1]), np.asarray(wide({"blur": x})[-1])
+    assert np.abs(a - x[..., 6:9]).mean() > 0.01  # the source is not the identity
+    np.testing.assert_allclose(b, a, atol=1e-4)
+    train(_args(tmp_path, "--patch_size", "36", "--max_steps", "1", "--face", "both",
+                "--channels", "8", "--init_checkpoint", str(src),
+                "--checkpoint_dir", str(tmp_path / "wide_both")))
+    out = capsys.readouterr().out
+    assert "widened to 8" in out and "arrays widened for --face both" in out
