@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deblur.config import NetworkConfig
 from common.fileio import InputError
+from deblur.config import NetworkConfig
 from deblur.network import SCOPE, image_channels, uses_coeff, uses_render
 
 
@@ -81,8 +81,7 @@ def widen_arrays(arrays: dict, src: NetworkConfig, dst: NetworkConfig, seed: int
     Returns float32 arrays; the network they load into computes the source network's outputs up
     to float rounding (tests/deblur/test_widen.py checks < 1e-4 on random inputs).
     """
-    other = [k for k in ("face", "levels", "model", "n_frames", "residual")
-             if getattr(src, k) != getattr(dst, k)]
+    other = [k for k in NetworkConfig.keys() if k != "channels" and getattr(src, k) != getattr(dst, k)]
     if other:
         raise InputError(f"widening changes only --channels; these differ: "
                          + ", ".join(f"{k} {getattr(src, k)} -> {getattr(dst, k)}" for k in other))

@@ -313,7 +313,7 @@ def test_init_checkpoint_without_the_prior_starts_a_run_with_it(tmp_path, capsys
     with pytest.raises(InputError, match="model=color"):
         train(_args(tmp_path, "--patch_size", "36", "--max_steps", "1", "--face", "both",
                     "--model", "gray", "--init_checkpoint", str(src),
-                    "--checkpoint_dir", str(tmp_path / "frames")))
+                    "--checkpoint_dir", str(tmp_path / "gray")))
 
 
 def test_init_checkpoint_of_a_narrower_network_is_widened_to_the_same_function(tmp_path, capsys):
