@@ -106,6 +106,9 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--skip_existing", action="store_true", help="test: keep finished outputs")
     g.add_argument("--no_transpose", action="store_true",
                    help="test: do not transpose portrait frames (the original does)")
+    g.add_argument("--self_ensemble", action="store_true",
+                   help="test: also deblur each frame mirrored left-right and average the two "
+                        "(twice the time; not in the paper; checkpoints/MODEL_CARD.md has its gain)")
     g = p.add_argument_group("hardware")
     add_gpu_flag(g, several=True)
     add_precision_flag(g, default=None, help_default="fp32 for training, auto for testing")
@@ -187,9 +190,9 @@ def _main(argv=None) -> int:
         check_test_inputs(args.input_path, args.output_path, args.gt_path, config)  # its inputs, now known
         source = resolve(path)[1]
         run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,
-                           jit_compile=args.xla, source=str(source)),
+                           jit_compile=args.xla, source=str(source), self_ensemble=args.self_ensemble),
                  args.input_path, args.output_path, args.gt_path, args.skip_existing,
-                 model=model_record(source, config, step))
+                 model=model_record(source, config, step, args.self_ensemble))
     return 0
 
 

@@ -16,6 +16,8 @@ segments; the blurry input is scored the same way as the reference row.
 without the prior's information. `--centre_only NAME` scores model NAME with every neighbour
 frame replaced by the centre one (the input a frame gets when its neighbours are copies of it):
 how much of its gain comes from the other frames rather than from deblurring the frame itself.
+`--self_ensemble NAME` scores model NAME with the mirror self-ensemble of `run_model.py --phase
+test --self_ensemble` (combinable with either control).
 
 Prints a markdown table per clip and one per segment (with the segment's blur from its
 `dataset/<segment>/recipe.json`: a mean over a clip hides a segment the model makes worse);
@@ -55,9 +57,10 @@ def centre_only_testing_input(segment_dir: Path, dst: Path) -> None:
 
 
 def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision: str, identity: bool,
-                control: str | None = None):
+                control: str | None = None, self_ensemble: bool = False):
     """Score one checkpoint on the validation segments; `control`: None, "blank_prior" or
-    "centre_only" (the input the network gets, see the module docstring)."""
+    "centre_only" (the input the network gets, see the module docstring); `self_ensemble`: the
+    mirror self-ensemble (deblur.inference.Deblurrer)."""
     from bench.blank_prior import blank_testing_input
     from deblur.checkpoint import load_generator
     from deblur.evaluate import evaluate
@@ -78,12 +81,12 @@ def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision:
             link.symlink_to((recipe / "training_set" / s).resolve())
     out = work / name
     t0 = time.time()
-    run_test(Deblurrer(net, config), inp, out, log=lambda *a: None)
+    run_test(Deblurrer(net, config, self_ensemble=self_ensemble), inp, out, log=lambda *a: None)
     seconds = time.time() - t0
     rep = evaluate(out, recipe / "dataset", recipe / "dataset", identity=identity)
     return dict(checkpoint=str(checkpoint), step=step, config=config.to_dict(), seconds=round(seconds, 1),
                 blank_prior=control == "blank_prior", centre_only=control == "centre_only",
-                rows=rep.rows)
+                self_ensemble=self_ensemble, rows=rep.rows)
 
 
 def _mean(rows, key):
@@ -180,12 +183,15 @@ def main(argv=None) -> int:
     ap.add_argument("--centre_only", action="append", default=[], metavar="NAME",
                     help="score model NAME with every neighbour frame replaced by the centre one: "
                          "how much of its gain comes from the other frames?")
+    ap.add_argument("--self_ensemble", action="append", default=[], metavar="NAME",
+                    help="score model NAME with the mirror self-ensemble (each frame also deblurred "
+                         "mirrored, the two averaged)")
     ap.add_argument("--work", type=Path, default=None, help="folder for the restored frames (default: temp)")
     a = ap.parse_args(argv)
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     segments = _val_segments(a.recipe)
     names = {m.partition("=")[0] for m in a.model}
-    for flag in ("blank_prior", "centre_only"):
+    for flag in ("blank_prior", "centre_only", "self_ensemble"):
         unknown = set(getattr(a, flag)) - names
         if unknown:
             ap.error(f"--{flag} {sorted(unknown)[0]}: no --model of that name")
@@ -201,7 +207,7 @@ def main(argv=None) -> int:
             control = ("blank_prior" if name in a.blank_prior
                        else "centre_only" if name in a.centre_only else None)
             res = score_model(name, path, a.recipe, segments, work, a.precision, not a.no_identity,
-                              control=control)
+                              control=control, self_ensemble=name in a.self_ensemble)
             res["summary"] = summarise(res)
             results[name] = res
             o = res["summary"]["overall"]

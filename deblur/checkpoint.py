@@ -403,17 +403,23 @@ def load_generator(path, config: NetworkConfig | dict | None = None, verbose: bo
 MODEL_RECORD = "model.json"
 
 
-def model_record(path, config: NetworkConfig, step: int) -> dict:
+def model_record(path, config: NetworkConfig, step: int, self_ensemble: bool = False) -> dict:
     """{"model": one line naming the checkpoint, "checkpoint", "step", "config", "shipped"}.
 
     The line says "the shipped model ..." for checkpoints/facedeblur.npz, so no result of it is
-    presented as the authors' model or the other way round."""
+    presented as the authors' model or the other way round. With `self_ensemble` (the frames
+    were deblurred mirrored too and averaged, deblur.inference.Deblurrer) the line says so and
+    the record has "self_ensemble": true."""
     p = Path(path)
     shipped = p.resolve() == SHIPPED_CHECKPOINT
     name = f"the shipped model {SHIPPED_CHECKPOINT.name} (checkpoints/MODEL_CARD.md)" if shipped else str(p)
     line = f"{name}, step {int(step)}, --face {config.face}, {config.channels} channels"
+    extra = {}
+    if self_ensemble:
+        line += ", mirror self-ensemble"
+        extra["self_ensemble"] = True
     return {"model": line, "checkpoint": str(p.resolve()), "step": int(step),
-            "config": config.to_dict(), "shipped": shipped}
+            "config": config.to_dict(), "shipped": shipped, **extra}
 
 
 def write_model_record(folder, record: dict) -> Path:

@@ -113,6 +113,7 @@ class Options:
     max_gap: int = MAX_GAP
     precision: str = "auto"
     xla: bool = False
+    self_ensemble: bool = False
     batch: int = 1
     chunk: int = 32
     detect_every: int = 5
@@ -384,8 +385,8 @@ class Pipeline:
                                                                                  "paste the face window back"),
                  {"align": o.align, "flow": o.flow, "occlusion": o.occlusion, "ckpt": str(o.checkpoint.resolve()),
                   "ckpt_mtime": _tree_mtime(o.checkpoint), "face": o.face, "levels": o.levels, "args": o.model_args,
-                  "precision": o.precision, "xla": o.xla, "feather": o.feather, "chunk": o.chunk,
-                  "keep": o.keep_intermediates}, self.run_deblur),
+                  "precision": o.precision, "xla": o.xla, "self_ensemble": o.self_ensemble,
+                  "feather": o.feather, "chunk": o.chunk, "keep": o.keep_intermediates}, self.run_deblur),
                 ("encode", "H.264 video with the input's frame times, size and audio",
                  {"out": str(o.output.resolve()), "frames_out": str(o.frames_out), "no_audio": o.no_audio},
                  self.run_encode)]
@@ -728,11 +729,14 @@ class Pipeline:
             self.say("    " + line)
         source = resolve(o.checkpoint)[1]
         self.say(f"    network {source} (step {step}): {cfg.to_dict()}, precision {precision}"
-                 f"{' (auto)' if o.precision == 'auto' else ''}, {'XLA' if o.xla else 'no XLA'}, batch {o.batch}")
-        self._note([f"network: {source}, precision {precision}"])
+                 f"{' (auto)' if o.precision == 'auto' else ''}, {'XLA' if o.xla else 'no XLA'}, batch {o.batch}"
+                 f"{', mirror self-ensemble' if o.self_ensemble else ''}")
+        self._note([f"network: {source}, precision {precision}"
+                    f"{', mirror self-ensemble' if o.self_ensemble else ''}"])
         # what made the frames, for --frames_out (evaluate.py labels its report with it)
-        write_model_record(self.work, model_record(source, cfg, step))
-        return Deblurrer(net, cfg, jit_compile=o.xla, source=str(source)), cfg
+        write_model_record(self.work, model_record(source, cfg, step, o.self_ensemble))
+        return Deblurrer(net, cfg, jit_compile=o.xla, source=str(source),
+                         self_ensemble=o.self_ensemble), cfg
 
     def run_deblur(self) -> None:
         """Align, deblur and blend the clip chunk by chunk, in memory; `final/NNNNN.png` per frame.

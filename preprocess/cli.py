@@ -120,6 +120,9 @@ def _recipe_args(p):
                         "as the paper's frame averaging)")
     p.add_argument("--sharp_share", type=float, default=d.sharp_share,
                    help="share of segments without blur (blurry = sharp, then noise/JPEG)")
+    p.add_argument("--unblurred_repeat", type=int, default=d.unblurred_repeat,
+                   help="list each unblurred segment's frames this many times in datalist_train.txt "
+                        "(default 1; only the list changes, so rerunning on a finished recipe is quick)")
     p.add_argument("--degrade_share", type=float, default=d.degrade_share,
                    help="share of segments with sensor noise + JPEG on the blurry frames (0 = clean)")
     p.add_argument("--noise", type=float, nargs=2, default=d.noise_range, metavar=("LO", "HI"),
@@ -186,7 +189,8 @@ def _main(argv=None) -> int:
                            n_frames=a.n_frames, seed=a.seed, fit_frame=a.fit_frame,
                            degrade_share=a.degrade_share, still_share=a.still_share,
                            still_exposure_range=tuple(a.still_exposure),
-                           still_linear=a.still_linear, sharp_share=a.sharp_share, noise_range=tuple(a.noise),
+                           still_linear=a.still_linear, sharp_share=a.sharp_share,
+                           unblurred_repeat=a.unblurred_repeat, noise_range=tuple(a.noise),
                            jpeg_range=tuple(a.jpeg), occlusion=a.occlusion)
         print("recipe:", json.dumps(run_recipe(a.videos, a.out, cfg, a.jobs, a.priors)))
         return 0

@@ -112,6 +112,7 @@ class RecipeConfig:
     still_exposure_range: tuple = (2.0, 8.0)  # their exposure, frame intervals (log-uniform)
     still_linear: bool = False          # still segments averaged in linear light (else sRGB, the paper's)
     sharp_share: float = 0.1            # share of segments without blur (blurry = sharp + noise/JPEG)
+    unblurred_repeat: int = 1           # training-list rows of each unblurred segment (oversampling)
     fit_frame: bool = True              # crops inside the frame, never upsampled (see step 2)
     degrade_share: float = 0.5          # share of segments with noise + JPEG on the blurry frames
     noise_range: tuple = (0.5, 3.0)     # Gaussian noise sigma, 8-bit levels (log-uniform)
@@ -462,18 +463,30 @@ def _segment_task(task) -> dict:
     return dict(segment=seg, written=len(names))
 
 
-def write_lists(out: Path, segments: dict, n_frames: int, priors: bool = False) -> dict:
+def write_lists(out: Path, segments: dict, n_frames: int, priors: bool = False,
+                unblurred_repeat: int = 1) -> dict:
     """`datalist_train.txt` / `datalist_val.txt`: every frame of every finished segment.
 
     With `priors`, only frames that also have their coefficients and render (a frame where the
     detector found no face has neither) are listed, so `--face both` trains on the list as it
-    is; the rows left out are counted as `<part>_without_prior`."""
+    is; the rows left out are counted as `<part>_without_prior`.
+
+    `unblurred_repeat` > 1 lists each frame of an unblurred segment (`exposure == 0` in its
+    `recipe.json`) that many times in the training list, so the network sees more frames it must
+    leave alone (the validation list is never repeated); the repeated rows are counted as
+    `train_repeated`. The segments themselves do not change.
+    """
+    if unblurred_repeat < 1:
+        raise InputError(f"unblurred_repeat must be 1 or more, got {unblurred_repeat}")
     offsets = frame_offsets(n_frames)
     counts = {}
     for part, segs in segments.items():
-        lines, dropped = [], 0
+        lines, dropped, repeated = [], 0, 0
         for seg in segs:
             tset = out / "training_set" / seg
+            copies = 1
+            if part == "train" and unblurred_repeat > 1 and _unblurred(out / "dataset" / seg):
+                copies = unblurred_repeat
             for p in list_frames(out / "dataset" / seg / "blurry", "blurry frames"):
                 if not all((tset / f"blur_{o}" / p.name).exists() for o in offsets):
                     continue
@@ -481,12 +494,24 @@ def write_lists(out: Path, segments: dict, n_frames: int, priors: bool = False) 
                                    and (tset / "render" / p.name).exists()):
                     dropped += 1
                     continue
-                lines.append(datalist_line(seg, p.name, offsets))
+                lines.extend([datalist_line(seg, p.name, offsets)] * copies)
+                repeated += copies - 1
         write_text(out / f"datalist_{part}.txt", "".join(line + "\n" for line in lines))
         counts[part] = len(lines)
         if priors:
             counts[f"{part}_without_prior"] = dropped
+        if repeated:
+            counts[f"{part}_repeated"] = repeated
     return counts
+
+
+def _unblurred(segment_dir: Path) -> bool:
+    """True when the segment's `recipe.json` says it was left without blur (`exposure == 0`)."""
+    meta = segment_dir / "recipe.json"
+    try:
+        return float(json.loads(meta.read_text())["exposure"]) == 0.0
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"{meta}: cannot read the segment's exposure ({e})") from None
 
 
 def make_priors(out: Path, segments: list[str], jobs: int = 1, bfm=None) -> dict:
@@ -550,6 +575,6 @@ def run_recipe(videos, out, cfg: RecipeConfig, jobs: int = 1, priors: bool = Fal
                    align=align)
     if priors:
         summary["priors"] = make_priors(out, all_segs, jobs, bfm)
-    summary["datalists"] = write_lists(out, segments, cfg.n_frames, priors)
+    summary["datalists"] = write_lists(out, segments, cfg.n_frames, priors, cfg.unblurred_repeat)
     write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary

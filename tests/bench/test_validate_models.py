@@ -98,6 +98,23 @@ def test_centre_only_scores_the_network_without_its_neighbours(recipe, tmp_path)
     assert real["summary"]["overall"]["blurry_psnr"] == alone["summary"]["overall"]["blurry_psnr"]
 
 
+def test_self_ensemble_scores_the_mirror_average(recipe, tmp_path):
+    """--self_ensemble NAME: that model's frames are the mirror self-ensemble of the network,
+    the other model's are plain, and the JSON says which is which."""
+    root, path = recipe
+    real, ens = _score_with_control(recipe, tmp_path, "self_ensemble")
+    assert (real["self_ensemble"], ens["self_ensemble"]) == (False, True)
+    assert _changed_share(tmp_path, "real", "other") > 0.05
+    from deblur.checkpoint import load_generator
+    from deblur.inference import Deblurrer, read_inputs
+
+    net, cfg, _ = load_generator(path, verbose=False)
+    vid = root / "training_set" / "person__s00"
+    expect = Deblurrer(net, cfg, self_ensemble=True).deblur(*read_inputs(vid, "00002.png", cfg))
+    got = read_image(tmp_path / "work" / "other" / "person__s00" / "00002.png")
+    assert np.abs(got.astype(int) - expect).max() <= 1
+
+
 def test_one_control_per_name(recipe, tmp_path, capsys):
     root, path = recipe
     with pytest.raises(SystemExit) as e:

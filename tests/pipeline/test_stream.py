@@ -214,3 +214,32 @@ def test_auto_precision_and_a_second_run_in_the_same_process(clip, ckpt, tmp_pat
     assert any(f"precision {resolve_precision('auto')}" in n for n in runs[0]["notes"]), runs[0]["notes"]
     assert any("precision bf16" in n for n in runs[1]["notes"])
     assert videoio.probe(tmp_path / "out2.mp4")["frames"] == 6
+
+
+def test_self_ensemble_reruns_only_the_network_and_says_so(kept, ckpt, tmp_path):
+    """--self_ensemble: the kept run's working folder continued with it re-runs the deblur stage
+    (its settings changed) on the same face windows; the network outputs are the mirror
+    self-ensemble of the stage's own inputs, and model.json says which network made them."""
+    import json
+    import shutil
+
+    from deblur.checkpoint import load_generator
+    from deblur.inference import Deblurrer, read_inputs
+
+    opt, _ = kept
+    work = tmp_path / "work"
+    shutil.copytree(opt.work_dir, work)
+    ens = _options(opt.input, tmp_path / "out.mp4", ckpt, work_dir=work, frames_out=tmp_path / "frames",
+                   keep_intermediates=True, chunk=4, batch=3, precision="fp32", self_ensemble=True)
+    res = dv.deblur_video(ens)
+    assert res["timings"]["landmarks"] == 0.0 and res["timings"]["deblur"] > 0.0
+    seg = dv.clip_name(opt.input)
+    net, cfg, _ = load_generator(ckpt, verbose=False)
+    d = Deblurrer(net, cfg, self_ensemble=True)
+    for n in ("00001.png", "00006.png"):
+        expect = d.deblur(*read_inputs(work / "training_set" / seg, n, cfg))
+        got = read_image(work / "result" / seg / n)
+        assert np.abs(got.astype(int) - expect).max() <= 1
+        assert np.abs(got.astype(int) - read_image(opt.work_dir / "result" / seg / n)).mean() > 0.5
+    rec = json.loads((tmp_path / "frames" / "model.json").read_text())
+    assert rec["self_ensemble"] is True and rec["model"].endswith("mirror self-ensemble")

@@ -163,6 +163,46 @@ def test_datalists_with_priors_leave_out_frames_without_a_face(tmp_path):
     assert all(len(r.split()) == 8 for r in rows if r)
 
 
+def _segment_files(root, seg, frames, exposure):
+    """A finished segment as write_lists sees it: blurry frames, aligned neighbours, recipe.json."""
+    (root / "dataset" / seg / "blurry").mkdir(parents=True, exist_ok=True)
+    (root / "dataset" / seg / "recipe.json").write_text(json.dumps({"exposure": exposure}))
+    for k in range(1, frames + 1):
+        name = f"{k:05d}.png"
+        (root / "dataset" / seg / "blurry" / name).write_bytes(b"x")
+        for o in (-2, -1, 0, 1, 2):
+            d = root / "training_set" / seg / f"blur_{o}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / name).write_bytes(b"x")
+
+
+def test_unblurred_repeat_oversamples_only_unblurred_training_segments(tmp_path):
+    """--unblurred_repeat N lists each frame of a segment left without blur N times in the
+    training list, in place; blurred segments and the validation list are listed once."""
+    from common.fileio import InputError
+    from preprocess.recipe import write_lists
+
+    _segment_files(tmp_path, "a__s00", 2, 1.3)
+    _segment_files(tmp_path, "a__s01", 2, 0.0)
+    _segment_files(tmp_path, "b__s00", 2, 0.0)
+    segments = {"train": ["a__s00", "a__s01"], "val": ["b__s00"]}
+    assert write_lists(tmp_path, segments, 5) == {"train": 4, "val": 2}
+    once = (tmp_path / "datalist_train.txt").read_text().splitlines()
+    counts = write_lists(tmp_path, segments, 5, unblurred_repeat=3)
+    assert counts == {"train": 8, "train_repeated": 4, "val": 2}
+    rows = (tmp_path / "datalist_train.txt").read_text().splitlines()
+    assert [r.split()[0] for r in rows] == [
+        "a__s00/sharp/00001.png", "a__s00/sharp/00002.png",
+        *["a__s01/sharp/00001.png"] * 3, *["a__s01/sharp/00002.png"] * 3]
+    assert sorted(set(rows)) == sorted(once)
+    assert len((tmp_path / "datalist_val.txt").read_text().splitlines()) == 2
+    with pytest.raises(InputError, match="1 or more"):
+        write_lists(tmp_path, segments, 5, unblurred_repeat=0)
+    (tmp_path / "dataset" / "a__s01" / "recipe.json").write_text("{}")
+    with pytest.raises(InputError, match="a__s01.*recipe.json"):
+        write_lists(tmp_path, segments, 5, unblurred_repeat=2)
+
+
 def test_fit_box_keeps_the_crop_inside_a_small_frame_at_its_own_resolution():
     """A 224-px talking-head frame with a face box wider than the frame: the crop is the whole
     frame, unscaled (no replicated border, no upsampling)."""
@@ -245,3 +285,17 @@ def test_still_blur_averages_srgb_values_and_exposure_zero_is_no_blur():
     assert abs(srgb[0].mean() - 125) < 12
     sharp, blurry, _ = synthesize([a, b], shake, 0.0, 1.0, 0.0, 33, targets=[0])
     assert np.array_equal(sharp[0], blurry[0])
+
+
+def test_recipe_command_passes_unblurred_repeat_to_the_recipe(monkeypatch, tmp_path):
+    """`python -m preprocess recipe --unblurred_repeat 3` reaches RecipeConfig (default 1)."""
+    import preprocess.recipe
+    from preprocess.cli import _main
+
+    seen = []
+    monkeypatch.setattr(preprocess.recipe, "run_recipe",
+                        lambda videos, out, cfg, jobs, priors: seen.append(cfg) or {})
+    assert _main(["recipe", "--videos", str(tmp_path), "--out", str(tmp_path / "o")]) == 0
+    assert _main(["recipe", "--videos", str(tmp_path), "--out", str(tmp_path / "o"),
+                  "--unblurred_repeat", "3"]) == 0
+    assert [c.unblurred_repeat for c in seen] == [1, 3]
