@@ -76,6 +76,10 @@ def build_parser() -> ArgumentParser:
                         "by the centre frame, as at a clip's first and last frame, so the network "
                         "also learns to deblur a frame from itself (not in the paper; default 0 = "
                         "off)")
+    g.add_argument("--mirror", type=float, default=0.0,
+                   help="probability that a training sample (frames, target, render) is mirrored "
+                        "left-right, the transform --self_ensemble uses at test time (not in the "
+                        "paper; default 0 = off)")
     g.add_argument("--val_every", type=int, default=0,
                    help="validate every N steps and at the end (PSNR/SSIM, common/metrics.py, "
                         "TensorBoard val/*); 0 = no validation")

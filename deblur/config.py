@@ -111,6 +111,8 @@ class TrainConfig:
     seed            seed of the initial weights, data order and crops
     neighbour_dropout   probability that each neighbour frame of a training sample is replaced
                     by the centre frame (deblur.data.make_dataset; not in the paper, 0 = off)
+    mirror          probability that a training sample is mirrored left-right (every frame,
+                    the target and the render; deblur.data.make_dataset; not in the paper, 0 = off)
     val_every, val_datalist, val_input_path, val_gt_path, val_frames   validation (see run_model.py)
     precision       fp32 / bf16 / fp16 / auto; xla: compile the training step
 
@@ -137,6 +139,7 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 0
     neighbour_dropout: float = 0.0
+    mirror: float = 0.0
     val_every: int = 0
     val_datalist: str | None = None
     val_input_path: str | None = None

@@ -152,14 +152,15 @@ def sample_indices(n_samples: int, batch_size: int, seed: int, start_step: int, 
         yield step, np.asarray(idx, np.int64)
 
 
-# Second seed word of the neighbour-dropout draws: far from the crop's (the slot, < batch size),
-# so the two random streams of a sample never coincide.
+# Second seed words of the neighbour-dropout and mirror draws: far from the crop's (the slot,
+# < batch size) and from each other, so the random streams of a sample never coincide.
 _DROPOUT_STREAM = 1 << 20
+_MIRROR_STREAM = 2 << 20
 
 
 def make_dataset(samples: list[Sample], patches: np.ndarray, *, face: str, model: str,
                  batch_size: int, patch_size: int, seed: int, start_step: int, end_step: int,
-                 neighbour_dropout: float = 0.0):
+                 neighbour_dropout: float = 0.0, mirror: float = 0.0):
     """tf.data pipeline yielding (inputs dict, target) batches for steps [start_step, end_step).
 
     neighbour_dropout: probability in [0, 1] that each neighbour frame of a sample (not the
@@ -168,6 +169,11 @@ def make_dataset(samples: list[Sample], patches: np.ndarray, *, face: str, model
     A replaced neighbour is what the network sees at a clip's first and last frame, whose missing
     neighbours are copies of it (preprocess.align clamps the index); 0 (default) draws nothing
     and gives the paper's batches.
+
+    mirror: probability in [0, 1] that a sample's crop (every frame, the target and the render)
+    is mirrored left-right, drawn the same way; the identity coefficients stay those of the
+    unmirrored face (a face is nearly symmetric; the test-time counterpart,
+    deblur.inference.Deblurrer's self_ensemble, does the same). 0 (default) draws nothing.
     """
     import tensorflow as tf
 
@@ -199,6 +205,10 @@ def make_dataset(samples: list[Sample], patches: np.ndarray, *, face: str, model
         crop = tf.image.stateless_random_crop(
             stack, [patch_size, patch_size, stack.shape[-1]],
             seed=tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + step, slot]))
+        if mirror > 0:
+            u = tf.random.stateless_uniform(
+                [], seed=tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + step, slot + _MIRROR_STREAM]))
+            crop = tf.where(u < mirror, tf.reverse(crop, axis=[1]), crop)
         c = 1 if gray else 3
         x = {"blur": crop[..., : c * n_frames]}
         if uses_render(face):

@@ -45,7 +45,8 @@ class TrainingDiverged(InputError):
 
 # Training arguments whose change on resume alters the run (reported, not refused: lowering
 # --lr is the advised recovery after a divergence).
-RUN_ARGS = ("lr", "batch_size", "patch_size", "seed", "datalist", "data_root", "train_root", "precision")
+RUN_ARGS = ("lr", "batch_size", "patch_size", "seed", "datalist", "data_root", "train_root", "precision",
+            "neighbour_dropout", "mirror")
 
 
 def check_settings(cfg: TrainConfig) -> None:
@@ -66,6 +67,8 @@ def check_settings(cfg: TrainConfig) -> None:
     if not 0.0 <= cfg.neighbour_dropout <= 1.0:
         raise InputError(f"--neighbour_dropout must be a probability in [0, 1], got "
                          f"{cfg.neighbour_dropout}")
+    if not 0.0 <= cfg.mirror <= 1.0:
+        raise InputError(f"--mirror must be a probability in [0, 1], got {cfg.mirror}")
     if cfg.neighbour_dropout and cfg.network.n_frames < 2:
         raise InputError("--neighbour_dropout needs neighbour frames; this network has "
                          f"n_frames={cfg.network.n_frames}")
@@ -210,7 +213,7 @@ def train(cfg: TrainConfig) -> dict:
         ds1 = make_dataset(samples, patches, face=face, model=config.model,
                            batch_size=cfg.batch_size, patch_size=cfg.patch_size,
                            seed=cfg.seed, start_step=step, end_step=step + 1,
-                           neighbour_dropout=cfg.neighbour_dropout)
+                           neighbour_dropout=cfg.neighbour_dropout, mirror=cfg.mirror)
         return next(iter(strategy.experimental_distribute_dataset(ds1)))
 
     start = 0
@@ -256,7 +259,7 @@ def train(cfg: TrainConfig) -> dict:
 
     ds = make_dataset(samples, patches, face=face, model=config.model, batch_size=cfg.batch_size,
                       patch_size=cfg.patch_size, seed=cfg.seed, start_step=start,
-                      end_step=end, neighbour_dropout=cfg.neighbour_dropout)
+                      end_step=end, neighbour_dropout=cfg.neighbour_dropout, mirror=cfg.mirror)
     ds = strategy.experimental_distribute_dataset(ds)
 
     train_step = build_train_step(net, opt, strategy, jit_compile=bool(cfg.xla))

@@ -95,6 +95,51 @@ def test_neighbour_dropout_replaces_neighbours_by_the_centre_frame(tmp_path):
     np.testing.assert_array_equal(again, half)
 
 
+def _render_batches(tmp_path, mirror, batch=8):
+    from deblur.data import make_dataset, parse_datalist
+    samples = parse_datalist(tmp_path / "datalist_train.txt", tmp_path / "dataset",
+                             tmp_path / "training_set", face="render")
+    ds = make_dataset(samples, np.zeros((len(samples), 9, 9, 1), np.float32), face="render",
+                      model="color", batch_size=batch, patch_size=24, seed=5, start_step=3,
+                      end_step=4, mirror=mirror)
+    x, y = next(iter(ds))
+    return x["blur"].numpy(), x["render"].numpy(), y.numpy()
+
+
+def test_mirror_flips_frames_target_and_render_together(tmp_path):
+    """--mirror P: a sample's crop (every frame, the target, the render) is mirrored left-right
+    with probability P, from (seed, step, slot) like the crop: the same samples and windows."""
+    deblur_data.build(tmp_path, n=6, h=40, w=40)
+    off = _render_batches(tmp_path, 0.0)
+    on = _render_batches(tmp_path, 1.0)
+    for a, b in zip(off, on):
+        np.testing.assert_array_equal(b, a[:, :, ::-1])
+    half = _render_batches(tmp_path, 0.5)
+    flipped = [np.array_equal(half[2][i], on[2][i]) and not np.array_equal(half[2][i], off[2][i])
+               for i in range(len(off[2]))]
+    kept = [np.array_equal(half[2][i], off[2][i]) for i in range(len(off[2]))]
+    assert all(f or k for f, k in zip(flipped, kept)) and 0 < sum(flipped) < len(flipped)
+    for i, f in enumerate(flipped):  # inputs and render follow their target
+        ref = on if f else off
+        np.testing.assert_array_equal(half[0][i], ref[0][i])
+        np.testing.assert_array_equal(half[1][i], ref[1][i])
+    again = _render_batches(tmp_path, 0.5)
+    for a, b in zip(again, half):
+        np.testing.assert_array_equal(a, b)
+    # the training command takes it and stores it with the run's settings
+    res = train(_args(tmp_path, "--patch_size", "36", "--max_steps", "2", "--mirror", "0.5",
+                      "--checkpoint_dir", str(tmp_path / "m")))
+    assert res["step"] == 2
+    assert ckpt.read_native(tmp_path / "m" / "deblur-2.npz")[2]["train_config"]["mirror"] == 0.5
+
+
+@pytest.mark.parametrize("flag", ["--mirror", "--neighbour_dropout"])
+def test_mirror_and_dropout_are_probabilities(tmp_path, flag):
+    deblur_data.build(tmp_path, n=3, h=40, w=40)
+    with pytest.raises(InputError, match=f"{flag} must be a probability"):
+        train(_args(tmp_path, "--patch_size", "36", "--max_steps", "1", flag, "1.5"))
+
+
 @pytest.mark.parametrize("value, needle", [("1.5", "--neighbour_dropout must be a probability"),
                                            ("-0.1", "--neighbour_dropout must be a probability")])
 def test_neighbour_dropout_is_a_probability(tmp_path, value, needle):
