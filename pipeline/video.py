@@ -728,11 +728,10 @@ class Pipeline:
         for line in notes:
             self.say("    " + line)
         source = resolve(o.checkpoint)[1]
+        ens = ", mirror self-ensemble" if o.self_ensemble else ""
         self.say(f"    network {source} (step {step}): {cfg.to_dict()}, precision {precision}"
-                 f"{' (auto)' if o.precision == 'auto' else ''}, {'XLA' if o.xla else 'no XLA'}, batch {o.batch}"
-                 f"{', mirror self-ensemble' if o.self_ensemble else ''}")
-        self._note([f"network: {source}, precision {precision}"
-                    f"{', mirror self-ensemble' if o.self_ensemble else ''}"])
+                 f"{' (auto)' if o.precision == 'auto' else ''}, {'XLA' if o.xla else 'no XLA'}, batch {o.batch}{ens}")
+        self._note([f"network: {source}, precision {precision}{ens}"])
         # what made the frames, for --frames_out (evaluate.py labels its report with it)
         write_model_record(self.work, model_record(source, cfg, step, o.self_ensemble))
         return Deblurrer(net, cfg, jit_compile=o.xla, source=str(source),

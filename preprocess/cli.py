@@ -122,7 +122,7 @@ def _recipe_args(p):
                    help="share of segments without blur (blurry = sharp, then noise/JPEG)")
     p.add_argument("--unblurred_repeat", type=int, default=d.unblurred_repeat,
                    help="list each unblurred segment's frames this many times in datalist_train.txt "
-                        "(default 1; only the list changes, so rerunning on a finished recipe is quick)")
+                        "(default 1; only the list changes: rerun on a finished recipe, every finished step is skipped)")
     p.add_argument("--degrade_share", type=float, default=d.degrade_share,
                    help="share of segments with sensor noise + JPEG on the blurry frames (0 = clean)")
     p.add_argument("--noise", type=float, nargs=2, default=d.noise_range, metavar=("LO", "HI"),
