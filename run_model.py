@@ -148,12 +148,15 @@ def _main(argv=None) -> int:
     from deblur.checkpoint import (SHIPPED_CHECKPOINT, export_weights, import_tf1, load_generator,
                                    model_record, resolve)
     from deblur.config import NetworkConfig, TrainConfig
-    from deblur.precision import gpu_note
+    from deblur.precision import gpu_note, precision_note
     from deblur.train import default_train_dir, train
 
     no_gpu = gpu_note(args.gpu)
     if no_gpu:
         print("NOTE: " + no_gpu, flush=True)
+    slow = precision_note(args.precision) if args.phase in ("train", "test") else None
+    if slow:
+        print("NOTE: " + slow, flush=True)
 
     # CheckpointMismatch and TrainingDiverged are InputErrors: run_cli reports them, exit 2
     if args.phase == "train":

@@ -709,13 +709,16 @@ class Pipeline:
         from common.flags import select_gpu
         from deblur.checkpoint import load_generator, resolve
         from deblur.inference import Deblurrer
-        from deblur.precision import gpu_note, precision_scope
+        from deblur.precision import gpu_note, precision_note, precision_scope
 
         o = self.o
         select_gpu(o.gpu)
         no_gpu = gpu_note(o.gpu)
         if no_gpu:
             self._note([no_gpu])
+        slow = precision_note(o.precision)
+        if slow:
+            self._note([slow])
         flags = network_flags(o.model_args)
         if o.face is not None:
             flags["face"] = o.face
