@@ -130,6 +130,18 @@ def segment_blur(recipe: Path, segment: str) -> str:
     return text
 
 
+def _db(v, signed: bool = False) -> str:
+    """A PSNR (or gain) in dB for the tables; None is a mean with no finite frame (every frame
+    identical to the sharp one, PSNR +inf, left out of means: common/metrics.py)."""
+    if v is None:
+        return "identical"
+    return f"{v:+.2f}" if signed else f"{v:.2f}"
+
+
+def _gain(m: dict):
+    return None if m["psnr"] is None or m["blurry_psnr"] is None else m["psnr"] - m["blurry_psnr"]
+
+
 def segment_table(results: dict, recipe: Path) -> str:
     """Markdown: one row per validation segment, its blur, blurry PSNR and each model's PSNR
     and gain over the blurry input (dB)."""
@@ -138,10 +150,11 @@ def segment_table(results: dict, recipe: Path) -> str:
     head = "| segment | blur | frames | blurry PSNR |" + "".join(f" {n} PSNR | {n} gain |" for n in names)
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for seg, b in first.items():
-        row = f"| {seg} | {segment_blur(recipe, seg)} | {b['frames']} | {b['blurry_psnr']:.2f} |"
+        row = f"| {seg} | {segment_blur(recipe, seg)} | {b['frames']} | {_db(b['blurry_psnr'])} |"
         for n in names:
             m = results[n]["summary"]["per_segment"][seg]
-            row += f" {m['psnr']:.2f} | {m['psnr'] - m['blurry_psnr']:+.2f} |"
+            gain = _gain(m)
+            row += f" {_db(m['psnr'])} | {'n/a' if gain is None else _db(gain, True)} |"
         lines.append(row)
     return "\n".join(lines)
 
@@ -158,12 +171,12 @@ def table(results: dict) -> str:
     for c in clips:
         pick = (lambda s: s["overall"]) if c.startswith("ALL") else (lambda s, c=c: s["per_clip"][c])
         b = pick(first)
-        row = f"| {c} | {b['frames']} | {b['blurry_psnr']:.2f} | {b['blurry_ssim']:.4f} |"
+        row = f"| {c} | {b['frames']} | {_db(b['blurry_psnr'])} | {b['blurry_ssim']:.4f} |"
         if have_id:
             row += f" {b['blurry_id_dist']:.4f} |"
         for n in names:
             m = pick(results[n]["summary"])
-            row += f" {m['psnr']:.2f} | {m['ssim']:.4f} |" + (f" {m['id_dist']:.4f} |" if have_id else "")
+            row += f" {_db(m['psnr'])} | {m['ssim']:.4f} |" + (f" {m['id_dist']:.4f} |" if have_id else "")
         lines.append(row)
     return "\n".join(lines)
 
@@ -211,7 +224,7 @@ def main(argv=None) -> int:
             res["summary"] = summarise(res)
             results[name] = res
             o = res["summary"]["overall"]
-            print(f"{name}: {o['frames']} frames, PSNR {o['psnr']:.3f} (blurry {o['blurry_psnr']:.3f}), "
+            print(f"{name}: {o['frames']} frames, PSNR {_db(o['psnr'])} (blurry {_db(o['blurry_psnr'])}), "
                   f"SSIM {o['ssim']:.4f} (blurry {o['blurry_ssim']:.4f}), {res['seconds']} s", flush=True)
     md = table(results)
     seg_md = segment_table(results, a.recipe)

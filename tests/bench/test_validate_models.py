@@ -149,3 +149,15 @@ def test_segment_blur_in_words(tmp_path, params, text):
     (tmp_path / "dataset" / "seg__s00" / "recipe.json").write_text(json.dumps(params))
     assert validate_models.segment_blur(tmp_path, "seg__s00") == text
     assert validate_models.segment_blur(tmp_path, "other__s00") == "?"
+
+
+def test_a_segment_left_unchanged_by_the_recipe_does_not_break_the_tables(tmp_path):
+    # An unblurred segment without noise or JPEG has blurry == sharp: PSNR +inf on every frame,
+    # a mean of None (common/metrics.py). The tables say so instead of crashing after the scoring.
+    seg = {"psnr": 47.1, "ssim": 0.99, "blurry_psnr": None, "blurry_ssim": 1.0, "frames": 20,
+           "id_dist": 0.03, "blurry_id_dist": 0.0}
+    summary = {"per_segment": {"p__s00": seg}, "per_clip": {"p": seg}, "overall": seg}
+    results = {"m": {"summary": summary}}
+    seg_md = validate_models.segment_table(results, tmp_path)
+    assert "| p__s00 | ? | 20 | identical | 47.10 | n/a |" in seg_md
+    assert "| p | 20 | identical | 1.0000 | 0.0000 | 47.10 | 0.9900 | 0.0300 |" in validate_models.table(results)
