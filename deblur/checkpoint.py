@@ -448,11 +448,18 @@ def export_weights(src, dst, dtype: str = "float16", extra: dict | None = None) 
     net, config, step = load_generator(src, {}, verbose=False)
     meta = {"format": "facedeblur-native-1", "config": config.to_dict(), "step": int(step),
             "exported_from": Path(src).name, "dtype": dtype, **(extra or {})}
-    payload = {f"weights/{k}": v.astype(dtype) for k, v in network_arrays(net).items()}
+    return write_weights(dst, network_arrays(net), meta, dtype, source=src)
+
+
+def write_weights(dst, arrays: dict, meta: dict, dtype: str = "float16", source=None) -> Path:
+    """A weights-only native checkpoint: `arrays` (by TF1 name) cast to `dtype`, `meta` as given,
+    compressed, written atomically. CheckpointNotFinite naming `source` (or `dst`) when a weight
+    does not fit `dtype`."""
+    payload = {f"weights/{k}": np.asarray(v).astype(dtype) for k, v in arrays.items()}
     payload["meta"] = np.array(json.dumps(meta))
     bad = nonfinite_arrays(payload)
     if bad:
-        raise CheckpointNotFinite(f"{src}: {', '.join(bad[:4])} do not fit {dtype} (overflow)")
+        raise CheckpointNotFinite(f"{source or dst}: {', '.join(bad[:4])} do not fit {dtype} (overflow)")
     with atomic_path(dst, suffix=".npz", durable=True) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **payload)

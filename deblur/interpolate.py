@@ -29,15 +29,14 @@ settings that do not match.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from common.cli import ArgumentParser, run_cli
-from common.fileio import InputError, atomic_path
-from deblur.checkpoint import check_finite, nonfinite_arrays, read_native, resolve, stored_config
+from common.fileio import InputError
+from deblur.checkpoint import check_finite, read_native, resolve, stored_config, write_weights
 from deblur.config import NetworkConfig
 from deblur.widen import widen_arrays
 
@@ -98,17 +97,9 @@ def write_interpolated(path_a, path_b, alpha: float, out, widen_seed: int | None
     """interpolate_checkpoints written as a weights-only native checkpoint at `out` (atomically).
     Its step is 0: it was not reached by training."""
     arrays, config, record = interpolate_checkpoints(path_a, path_b, alpha, widen_seed)
-    payload = {f"weights/{k}": v.astype(dtype) for k, v in arrays.items()}
-    bad = nonfinite_arrays(payload)
-    if bad:
-        raise InputError(f"{out}: {', '.join(bad[:4])} do not fit {dtype}")
     meta = {"format": "facedeblur-native-1", "config": config.to_dict(), "step": 0,
             "dtype": dtype, "interpolated": record}
-    payload["meta"] = np.array(json.dumps(meta))
-    with atomic_path(out, suffix=".npz", durable=True) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **payload)
-    return Path(out)
+    return write_weights(out, arrays, meta, dtype)
 
 
 def _main(argv=None) -> int:
