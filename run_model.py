@@ -146,7 +146,7 @@ def _main(argv=None) -> int:
 
     from common.errors import InputError
     from deblur.checkpoint import (SHIPPED_CHECKPOINT, export_weights, import_tf1, load_generator,
-                                   model_record, resolve)
+                                   model_record, provenance, resolve)
     from deblur.config import NetworkConfig, TrainConfig
     from deblur.precision import gpu_note, precision_note
     from deblur.train import default_train_dir, train
@@ -193,7 +193,7 @@ def _main(argv=None) -> int:
         given = build_parser().given(argv)
         flags = {k: v for k, v in NetworkConfig.from_args(args).to_dict().items() if k in given}
         net, config, step = load_generator(path, flags)
-        print(f"Loaded {path} (step {step}): {config.to_dict()}")
+        print(f"Loaded {path} ({provenance(resolve(path)[1], step)}): {config.to_dict()}")
         check_test_inputs(args.input_path, args.output_path, args.gt_path, config)  # its inputs, now known
         source = resolve(path)[1]
         run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,

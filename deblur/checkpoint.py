@@ -409,17 +409,46 @@ def model_record(path, config: NetworkConfig, step: int, self_ensemble: bool = F
     The line says "the shipped model ..." for checkpoints/facedeblur.npz, so no result of it is
     presented as the authors' model or the other way round. With `self_ensemble` (the frames
     were deblurred mirrored too and averaged, deblur.inference.Deblurrer) the line says so and
-    the record has "self_ensemble": true."""
+    the record has "self_ensemble": true. For a file made by deblur.interpolate the line names
+    its two sources, their steps and alpha instead of the step (0), and the record has
+    "interpolated" (the file's meta entry)."""
     p = Path(path)
     shipped = p.resolve() == SHIPPED_CHECKPOINT
     name = f"the shipped model {SHIPPED_CHECKPOINT.name} (checkpoints/MODEL_CARD.md)" if shipped else str(p)
-    line = f"{name}, step {int(step)}, --face {config.face}, {config.channels} channels"
+    mix = _interpolation_of(p)
+    line = f"{name}, {provenance(p, step)}, --face {config.face}, {config.channels} channels"
     extra = {}
     if self_ensemble:
         line += ", mirror self-ensemble"
         extra["self_ensemble"] = True
+    if mix:
+        extra["interpolated"] = mix
     return {"model": line, "checkpoint": str(p.resolve()), "step": int(step),
             "config": config.to_dict(), "shipped": shipped, **extra}
+
+
+def provenance(path, step: int) -> str:
+    """How a checkpoint's weights were reached, for logs and records: "step N", or for a file
+    made by deblur.interpolate "weight interpolation 0.25 x A.npz (step 2500) + 0.75 x B.npz
+    (step 5500)" (its own step, 0, would read as an untrained network)."""
+    mix = _interpolation_of(Path(path))
+    if not mix:
+        return f"step {int(step)}"
+    return (f"weight interpolation {mix['alpha']:g} x {Path(mix['a']).name} (step {mix.get('a_step', '?')})"
+            f" + {1 - mix['alpha']:g} x {Path(mix['b']).name} (step {mix.get('b_step', '?')})")
+
+
+def _interpolation_of(p: Path) -> dict | None:
+    """The `interpolated` meta entry (deblur.interpolate) of a native checkpoint file, else None.
+    A file interpolated from two runs has step 0: naming its sources is what identifies it."""
+    if p.suffix != ".npz" or not p.is_file():
+        return None
+    try:
+        mix = read_meta(p).get("interpolated")
+    except CheckpointDamaged:
+        return None  # already loaded by the caller; a record is not the place to refuse it
+    ok = isinstance(mix, dict) and {"a", "b", "alpha"} <= set(mix)
+    return mix if ok else None
 
 
 def write_model_record(folder, record: dict) -> Path:

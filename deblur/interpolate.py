@@ -23,8 +23,9 @@ exactly, whatever the seed.
         --out soup50.npz
 
 The output is a weights-only native checkpoint (float32 unless `--dtype float16`) loadable
-everywhere a checkpoint is; its meta records both sources, alpha and the seed under
-`interpolated`. Exit status 2 (one line naming the file) for an unreadable checkpoint or
+everywhere a checkpoint is; its meta records both sources (as given on the command line), their
+steps, alpha and the seed under `interpolated`, and results of it say so (model.json:
+`deblur.checkpoint.model_record`). Exit status 2 (one line naming the file) for an unreadable checkpoint or
 settings that do not match.
 """
 from __future__ import annotations
@@ -73,8 +74,8 @@ def interpolate_checkpoints(path_a, path_b, alpha: float, widen_seed: int | None
     Returns (arrays by TF1 name, NetworkConfig of the result, meta entry `interpolated`).
     InputError naming the files when the networks differ in anything but `channels`, or when
     the widths differ and `widen_seed` is None."""
-    wa, ca, _ = _read(path_a)
-    wb, cb, _ = _read(path_b)
+    wa, ca, ma = _read(path_a)
+    wb, cb, mb = _read(path_b)
     other = [k for k in NetworkConfig.keys() if k != "channels" and getattr(ca, k) != getattr(cb, k)]
     if other:
         raise InputError(f"{path_a} and {path_b} are different networks: "
@@ -88,7 +89,8 @@ def interpolate_checkpoints(path_a, path_b, alpha: float, widen_seed: int | None
         else:
             wb, cb = widen_arrays(wb, cb, ca, seed=widen_seed), ca
     record = {"a": str(path_a), "b": str(path_b), "alpha": float(alpha),
-              "widen_seed": None if widen_seed is None else int(widen_seed)}
+              "widen_seed": None if widen_seed is None else int(widen_seed),
+              "a_step": int(ma.get("step", 0)), "b_step": int(mb.get("step", 0))}
     return interpolate_arrays(wa, wb, alpha), ca, record
 
 

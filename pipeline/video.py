@@ -69,7 +69,8 @@ from common.errors import InputError
 from common.flags import DEFAULT_FLOW, DEFAULT_GPU, DEFAULT_OCCLUSION
 from common.frames import frame_folder_files, png_frames
 from common.paths import check_output
-from deblur.checkpoint import MODEL_RECORD, SHIPPED_CHECKPOINT, model_record, write_model_record
+from deblur.checkpoint import (MODEL_RECORD, SHIPPED_CHECKPOINT, model_record, provenance,
+                               write_model_record)
 from deblur.config import NetworkConfig
 from facePointDetection.pipeline import MAX_GAP
 from common.fileio import atomic_path, frame_name, read_image, write_image, write_points, write_text
@@ -732,7 +733,7 @@ class Pipeline:
             self.say("    " + line)
         source = resolve(o.checkpoint)[1]
         ens = ", mirror self-ensemble" if o.self_ensemble else ""
-        self.say(f"    network {source} (step {step}): {cfg.to_dict()}, precision {precision}"
+        self.say(f"    network {source} ({provenance(source, step)}): {cfg.to_dict()}, precision {precision}"
                  f"{' (auto)' if o.precision == 'auto' else ''}, {'XLA' if o.xla else 'no XLA'}, batch {o.batch}{ens}")
         self._note([f"network: {source}, precision {precision}{ens}"])
         # what made the frames, for --frames_out (evaluate.py labels its report with it)

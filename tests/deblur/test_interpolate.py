@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from common.fileio import InputError
-from deblur.checkpoint import assign_by_name, load_generator, read_native, save_native
+from deblur.checkpoint import (assign_by_name, load_generator, model_record, read_native,
+                               save_native)
 from deblur.config import NetworkConfig
 from deblur.interpolate import interpolate_arrays, main, write_interpolated
 from deblur.network import build_network
@@ -69,8 +70,14 @@ def test_alpha_one_computes_the_narrow_network_and_zero_the_wide_one(pair):
     w0, _, meta = read_native(tmp / "zero.npz")
     for k in moved:
         np.testing.assert_allclose(w0[k], moved[k], atol=1e-6)
-    assert meta["interpolated"] == {"a": str(a), "b": str(b), "alpha": 0.0, "widen_seed": 5}
+    assert meta["interpolated"] == {"a": str(a), "b": str(b), "alpha": 0.0, "widen_seed": 5,
+                                    "a_step": 7, "b_step": 7}
     assert meta["step"] == 0
+    # A result of it names the two sources and alpha, not "step 0" (which reads as untrained).
+    rec = model_record(tmp / "zero.npz", WIDE, 0)
+    assert "weight interpolation 0 x a.npz (step 7) + 1 x b.npz (step 7)" in rec["model"]
+    assert "step 0" not in rec["model"] and rec["interpolated"] == meta["interpolated"]
+    assert "interpolated" not in model_record(a, NARROW, 7) and "step 7" in model_record(a, NARROW, 7)["model"]
 
 
 def test_cli_writes_a_loadable_half_way_network(pair, capsys):

@@ -25,13 +25,41 @@ def test_shipped_file_is_small_complete_and_described():
     assert {np.asarray(v).dtype for v in weights.values()} == {np.dtype("float16")}
     ckpt.check_finite(SHIPPED, weights)
     cfg = meta["config"]
-    assert set(cfg) == set(NetworkConfig.keys()) and meta["step"] > 0
+    assert set(cfg) == set(NetworkConfig.keys())
     net, config, step = ckpt.load_generator(SHIPPED, {}, verbose=False)
     assert config.to_dict() == cfg and net.deblur_config == config and step == meta["step"]
-    # The model card names this file's configuration and step.
+    # The model card names this file's configuration and where it came from: a training step,
+    # or, for a weight interpolation, both sources and alpha.
     card = (ROOT / "checkpoints" / "MODEL_CARD.md").read_text()
-    assert "facedeblur.npz" in card and f"{meta['step']}" in card
+    assert "facedeblur.npz" in card
     assert f"--face {cfg['face']}" in card and f"--channels {cfg['channels']}" in card
+    mix = meta.get("interpolated")
+    if mix is None:
+        assert meta["step"] > 0 and f"{meta['step']}" in card
+    else:
+        assert meta["step"] == 0
+        assert f"--alpha {mix['alpha']:g}" in card and f"--widen_seed {mix['widen_seed']}" in card
+        assert mix["a"] in card and mix["b"] in card
+
+
+def test_shipped_interpolation_is_rebuilt_from_committed_files(tmp_path):
+    """An interpolated shipped file (deblur.interpolate) must be reproducible: both sources are
+    committed, and the recorded command rebuilds the same float16 arrays from them."""
+    from deblur import interpolate
+
+    _, _, meta = ckpt.read_native(SHIPPED)
+    mix = meta.get("interpolated")
+    if mix is None:
+        pytest.skip("the shipped model is not an interpolation")
+    for src in (mix["a"], mix["b"]):
+        assert (ROOT / src).is_file(), f"{src}, a source of the shipped model, is not in the repository"
+    out = interpolate.write_interpolated(ROOT / mix["a"], ROOT / mix["b"], mix["alpha"],
+                                         tmp_path / "rebuilt.npz", mix["widen_seed"], "float16")
+    shipped, _, _ = ckpt.read_native(SHIPPED)
+    rebuilt, _, rmeta = ckpt.read_native(out)
+    assert set(rebuilt) == set(shipped)
+    assert all(np.array_equal(rebuilt[k], shipped[k]) for k in shipped)
+    assert (rmeta["config"], rmeta["interpolated"]["a_step"]) == (meta["config"], mix["a_step"])
 
 
 def test_export_keeps_the_outputs_within_float16(tmp_path):
