@@ -193,9 +193,9 @@ def _main(argv=None) -> int:
         given = build_parser().given(argv)
         flags = {k: v for k, v in NetworkConfig.from_args(args).to_dict().items() if k in given}
         net, config, step = load_generator(path, flags)
-        print(f"Loaded {path} ({provenance(resolve(path)[1], step)}): {config.to_dict()}")
-        check_test_inputs(args.input_path, args.output_path, args.gt_path, config)  # its inputs, now known
         source = resolve(path)[1]
+        print(f"Loaded {path} ({provenance(source, step)}): {config.to_dict()}")
+        check_test_inputs(args.input_path, args.output_path, args.gt_path, config)  # its inputs, now known
         run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,
                            jit_compile=args.xla, source=str(source), self_ensemble=args.self_ensemble),
                  args.input_path, args.output_path, args.gt_path, args.skip_existing,

@@ -416,7 +416,7 @@ def model_record(path, config: NetworkConfig, step: int, self_ensemble: bool = F
     shipped = p.resolve() == SHIPPED_CHECKPOINT
     name = f"the shipped model {SHIPPED_CHECKPOINT.name} (checkpoints/MODEL_CARD.md)" if shipped else str(p)
     mix = _interpolation_of(p)
-    line = f"{name}, {provenance(p, step)}, --face {config.face}, {config.channels} channels"
+    line = f"{name}, {_provenance_line(mix, step)}, --face {config.face}, {config.channels} channels"
     extra = {}
     if self_ensemble:
         line += ", mirror self-ensemble"
@@ -431,7 +431,10 @@ def provenance(path, step: int) -> str:
     """How a checkpoint's weights were reached, for logs and records: "step N", or for a file
     made by deblur.interpolate "weight interpolation 0.25 x A.npz (step 2500) + 0.75 x B.npz
     (step 5500)" (its own step, 0, would read as an untrained network)."""
-    mix = _interpolation_of(Path(path))
+    return _provenance_line(_interpolation_of(Path(path)), step)
+
+
+def _provenance_line(mix: dict | None, step: int) -> str:
     if not mix:
         return f"step {int(step)}"
     return (f"weight interpolation {mix['alpha']:g} x {Path(mix['a']).name} (step {mix.get('a_step', '?')})"

@@ -47,7 +47,7 @@ def test_shipped_interpolation_is_rebuilt_from_committed_files(tmp_path):
     committed, and the recorded command rebuilds the same float16 arrays from them."""
     from deblur import interpolate
 
-    _, _, meta = ckpt.read_native(SHIPPED)
+    shipped, _, meta = ckpt.read_native(SHIPPED)
     mix = meta.get("interpolated")
     if mix is None:
         pytest.skip("the shipped model is not an interpolation")
@@ -55,7 +55,6 @@ def test_shipped_interpolation_is_rebuilt_from_committed_files(tmp_path):
         assert (ROOT / src).is_file(), f"{src}, a source of the shipped model, is not in the repository"
     out = interpolate.write_interpolated(ROOT / mix["a"], ROOT / mix["b"], mix["alpha"],
                                          tmp_path / "rebuilt.npz", mix["widen_seed"], "float16")
-    shipped, _, _ = ckpt.read_native(SHIPPED)
     rebuilt, _, rmeta = ckpt.read_native(out)
     assert set(rebuilt) == set(shipped)
     assert all(np.array_equal(rebuilt[k], shipped[k]) for k in shipped)
