@@ -80,6 +80,11 @@ def build_parser() -> ArgumentParser:
                    help="probability that a training sample (frames, target, render) is mirrored "
                         "left-right, the transform --self_ensemble uses at test time (not in the "
                         "paper; default 0 = off)")
+    g.add_argument("--loss", choices=("mse", "psnr"), default="mse",
+                   help="training loss per scale: mse (the paper's) or psnr (the batch mean of "
+                        "each sample's 10 log10 MSE, i.e. minus its PSNR: the mean PSNR that "
+                        "validation reports, which weights nearly sharp samples up; not in the "
+                        "paper)")
     g.add_argument("--val_every", type=int, default=0,
                    help="validate every N steps and at the end (PSNR/SSIM, common/metrics.py, "
                         "TensorBoard val/*); 0 = no validation")

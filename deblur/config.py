@@ -113,6 +113,8 @@ class TrainConfig:
                     by the centre frame (deblur.data.make_dataset; not in the paper, 0 = off)
     mirror          probability that a training sample is mirrored left-right (every frame,
                     the target and the render; deblur.data.make_dataset; not in the paper, 0 = off)
+    loss            "mse" (the paper's) or "psnr" (minus each sample's PSNR, batch mean; not in
+                    the paper; deblur.train.multiscale_loss)
     val_every, val_datalist, val_input_path, val_gt_path, val_frames   validation (see run_model.py)
     precision       fp32 / bf16 / fp16 / auto; xla: compile the training step
 
@@ -140,6 +142,7 @@ class TrainConfig:
     seed: int = 0
     neighbour_dropout: float = 0.0
     mirror: float = 0.0
+    loss: str = "mse"
     val_every: int = 0
     val_datalist: str | None = None
     val_input_path: str | None = None

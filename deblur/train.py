@@ -2,7 +2,11 @@
 
 As the original: Adam, learning rate `lr` with polynomial decay (power 0.3) to 0 over
 max_steps = epoch * len(datalist) // batch_size; loss = sum over scales of the MSE between each
-scale's output and the sharp frame resized (TF1 bilinear) to that scale. Checkpoints go to
+scale's output and the sharp frame resized (TF1 bilinear) to that scale. `--loss psnr` (not in
+the paper; NAFNet's PSNR loss) replaces each scale's batch MSE by the batch mean of each sample's
+10 log10(MSE + eps), i.e. minus its PSNR in dB: the objective is then the metric validation
+reports (mean PSNR over frames), which weights a sample by 1 / its MSE, so nearly sharp samples
+are not left to the rounding error of the blurred ones (`multiscale_loss`). Checkpoints go to
 `checkpoints/<face>_<levels>_<patch>/` (native format, see deblur/checkpoint.py).
 
 Added: exact resume (weights, Adam state, step, hence learning rate, and the data order, which
@@ -46,7 +50,15 @@ class TrainingDiverged(InputError):
 # Training arguments whose change on resume alters the run (reported, not refused: lowering
 # --lr is the advised recovery after a divergence).
 RUN_ARGS = ("lr", "batch_size", "patch_size", "seed", "datalist", "data_root", "train_root", "precision",
-            "neighbour_dropout", "mirror")
+            "neighbour_dropout", "mirror", "loss")
+
+LOSSES = ("mse", "psnr")
+
+# The PSNR loss's floor: the variance of rounding to 8 bits, (1/255)^2 / 12 (59 dB). Frames are
+# stored as 8-bit PNG, so an error below it is not an error the saved output can show, and
+# without a floor a sample whose input already equals its target (an unblurred, noiseless
+# segment under --residual) would get an unbounded weight 1 / MSE.
+PSNR_LOSS_EPS = (1.0 / 255.0) ** 2 / 12.0
 
 
 def check_settings(cfg: TrainConfig) -> None:
@@ -67,6 +79,8 @@ def check_settings(cfg: TrainConfig) -> None:
     if not 0.0 <= cfg.neighbour_dropout <= 1.0:
         raise InputError(f"--neighbour_dropout must be a probability in [0, 1], got "
                          f"{cfg.neighbour_dropout}")
+    if cfg.loss not in LOSSES:
+        raise InputError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     if not 0.0 <= cfg.mirror <= 1.0:
         raise InputError(f"--mirror must be a probability in [0, 1], got {cfg.mirror}")
     if cfg.neighbour_dropout and cfg.network.n_frames < 2:
@@ -97,37 +111,55 @@ def default_train_dir(face, levels, patch_size) -> Path:
     return Path("checkpoints") / f"{face}_{levels}_{patch_size}"
 
 
-def multiscale_loss(outputs, target):
-    """Sum over scales of mean squared error to the target resized to each scale (float32)."""
+def multiscale_loss(outputs, target, kind: str = "mse"):
+    """Training loss of a scale-recurrent network's outputs (float32): (total, per-scale list).
+
+    outputs: one (N, H_s, W_s, C) image per scale, values in [0, 1]; target: (N, H, W, C), the
+    sharp crop, resized (TF1 bilinear) to each scale. The total is the sum over scales of:
+      kind "mse"  (the paper's, SRN-Deblur's) mean squared error over the batch;
+      kind "psnr" the batch mean of 10 log10(MSE_i + PSNR_LOSS_EPS), MSE_i the mean squared error
+                  of sample i: minus its PSNR in dB for peak 1 (NAFNet's PSNR loss), so a step
+                  follows the gradient of the mean PSNR over samples, which weights each sample
+                  by 1 / (MSE_i + eps) relative to "mse".
+    Raises ValueError for another kind.
+    """
     from keras import ops
 
+    if kind not in LOSSES:
+        raise ValueError(f"loss kind must be one of {LOSSES}, got {kind!r}")
     total = 0.0
     per_scale = []
     for out in outputs:
         out = ops.cast(out, "float32")
         gt = resize_bilinear_tf1(target, ops.shape(out)[1], ops.shape(out)[2])
-        loss = ops.mean(ops.square(gt - out))
+        if kind == "mse":
+            loss = ops.mean(ops.square(gt - out))
+        else:
+            mse = ops.mean(ops.square(gt - out), axis=(1, 2, 3))
+            loss = ops.mean(ops.log(mse + PSNR_LOSS_EPS)) * (10.0 / math.log(10.0))
         per_scale.append(loss)
         total = total + loss
     return total, per_scale
 
 
-def build_train_step(net, opt, strategy=None, jit_compile: bool = False):
+def build_train_step(net, opt, strategy=None, jit_compile: bool = False, loss: str = "mse"):
     """One optimisation step as a tf.function: (inputs, target) -> (loss, per-scale losses,
-    finest output). Losses are reduced over replicas under a distribution strategy."""
+    finest output); `loss` is multiscale_loss's kind. Losses are reduced over replicas under a
+    distribution strategy."""
     import tensorflow as tf
 
     strategy = strategy or tf.distribute.get_strategy()
+    kind = loss
 
     def step_fn(x, y):
         with tf.GradientTape() as tape:
             outs = net(x, training=True)
             outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            loss, per_scale = multiscale_loss(outs, y)
-            scaled = opt.scale_loss(loss) if hasattr(opt, "scale_loss") else loss
+            loss_v, per_scale = multiscale_loss(outs, y, kind)
+            scaled = opt.scale_loss(loss_v) if hasattr(opt, "scale_loss") else loss_v
         grads = tape.gradient(scaled, net.trainable_variables)
         opt.apply_gradients(zip(grads, net.trainable_variables))
-        return loss, per_scale, outs[-1]
+        return loss_v, per_scale, outs[-1]
 
     @tf.function(jit_compile=jit_compile)
     def train_step(x, y):
@@ -192,7 +224,7 @@ def train(cfg: TrainConfig) -> dict:
         net = build_network(config)
         opt, schedule = make_optimizer(cfg.lr, max_steps, precision, cfg.lr_power)
         opt.build(net.trainable_variables)
-    eval_loss = build_eval_loss(net, strategy)
+    eval_loss = build_eval_loss(net, strategy, cfg.loss)
     validator = None
     if cfg.val_every:
         from deblur.inference import Validator
@@ -262,7 +294,7 @@ def train(cfg: TrainConfig) -> dict:
                       end_step=end, neighbour_dropout=cfg.neighbour_dropout, mirror=cfg.mirror)
     ds = strategy.experimental_distribute_dataset(ds)
 
-    train_step = build_train_step(net, opt, strategy, jit_compile=bool(cfg.xla))
+    train_step = build_train_step(net, opt, strategy, jit_compile=bool(cfg.xla), loss=cfg.loss)
 
     writer = tf.summary.create_file_writer(str(train_dir))
     meta_extra = {"max_steps": max_steps, "train_config": cfg.to_dict()}
@@ -391,9 +423,10 @@ def log_validation(train_dir, step, seconds, m, blurry, checkpoint) -> bool:
     return True
 
 
-def build_eval_loss(net, strategy=None):
-    """Forward-only multiscale loss of the current weights on a batch (tf.function), reduced
-    over replicas: the check that the weights about to be saved (or resumed) are usable."""
+def build_eval_loss(net, strategy=None, loss: str = "mse"):
+    """Forward-only multiscale loss (`loss`: its kind) of the current weights on a batch
+    (tf.function), reduced over replicas: the check that the weights about to be saved (or
+    resumed) are usable."""
     import tensorflow as tf
 
     strategy = strategy or tf.distribute.get_strategy()
@@ -401,7 +434,7 @@ def build_eval_loss(net, strategy=None):
     def fn(x, y):
         outs = net(x, training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        return multiscale_loss(outs, y)[0]
+        return multiscale_loss(outs, y, loss)[0]
 
     @tf.function
     def eval_loss(x, y):
