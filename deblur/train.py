@@ -149,13 +149,12 @@ def build_train_step(net, opt, strategy=None, jit_compile: bool = False, loss: s
     import tensorflow as tf
 
     strategy = strategy or tf.distribute.get_strategy()
-    kind = loss
 
     def step_fn(x, y):
         with tf.GradientTape() as tape:
             outs = net(x, training=True)
             outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            loss_v, per_scale = multiscale_loss(outs, y, kind)
+            loss_v, per_scale = multiscale_loss(outs, y, loss)
             scaled = opt.scale_loss(loss_v) if hasattr(opt, "scale_loss") else loss_v
         grads = tape.gradient(scaled, net.trainable_variables)
         opt.apply_gradients(zip(grads, net.trainable_variables))
