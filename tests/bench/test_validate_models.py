@@ -161,3 +161,14 @@ def test_a_segment_left_unchanged_by_the_recipe_does_not_break_the_tables(tmp_pa
     seg_md = validate_models.segment_table(results, tmp_path)
     assert "| p__s00 | ? | 20 | identical | 47.10 | n/a |" in seg_md
     assert "| p | 20 | identical | 1.0000 | 0.0000 | 47.10 | 0.9900 | 0.0300 |" in validate_models.table(results)
+
+
+def test_default_precision_is_fp32_as_the_model_card(recipe, tmp_path):
+    """Every figure of the model card is fp32, and bf16 is emulated (minutes per frame) on CPUs
+    without AVX512-BF16/AMX: a command copied without --precision must reproduce them."""
+    root, path = recipe
+    out = tmp_path / "v.json"
+    assert validate_models.main(["--recipe", str(root), "--model", f"real={path}",
+                                 "--no_identity", "--out", str(out),
+                                 "--work", str(tmp_path / "work")]) == 0
+    assert json.loads(out.read_text())["meta"]["precision"] == "fp32"
