@@ -39,7 +39,6 @@ from common.cli import ArgumentParser, run_cli
 from common.fileio import InputError
 from deblur.checkpoint import check_finite, read_native, resolve, stored_config, write_weights
 from deblur.config import NetworkConfig
-from deblur.widen import widen_arrays
 
 
 def interpolate_arrays(a: dict, b: dict, alpha: float) -> dict:
@@ -84,6 +83,10 @@ def interpolate_checkpoints(path_a, path_b, alpha: float, widen_seed: int | None
         if widen_seed is None:
             raise InputError(f"{path_a} has {ca.channels} channels and {path_b} {cb.channels}: "
                              f"give --widen_seed, the --seed of the run that widened the narrower one")
+        # imported here: deblur.widen reads the network's layout, which imports Keras and
+        # TensorFlow (seconds, and C++ log lines even for --help)
+        from deblur.widen import widen_arrays
+
         if ca.channels < cb.channels:
             wa, ca = widen_arrays(wa, ca, cb, seed=widen_seed), cb
         else:

@@ -79,8 +79,10 @@ def test_shared_concepts_are_defined_once():
 
 
 def test_stage_modules_import_without_tensorflow_where_promised():
-    """Command lines take --face/--flow/--gpu choices without loading Keras or TensorFlow."""
-    code = ("import sys, common.flags, deblur.config, deblur.checkpoint, pipeline.video; "
+    """Command lines take --face/--flow/--gpu choices (and answer --help) without loading Keras
+    or TensorFlow."""
+    code = ("import sys, common.flags, deblur.config, deblur.checkpoint, deblur.interpolate, "
+            "pipeline.video; "
             "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
 
