@@ -142,6 +142,29 @@ def _gain(m: dict):
     return None if m["psnr"] is None or m["blurry_psnr"] is None else m["psnr"] - m["blurry_psnr"]
 
 
+# A segment whose blurry frames are this close to the sharp ones (mean PSNR, dB) counts as nearly
+# sharp: on the recipe's validation set the four KEEP segments (38-48 dB) against the blurred
+# ones (23-32 dB). Their losses decide much of the mean (MODEL_CARD.md, "Per segment").
+NEAR_SHARP_DB = 35.0
+
+
+def segment_groups(per_segment: dict) -> dict:
+    """Split one model's per-segment means at NEAR_SHARP_DB of blurry PSNR.
+
+    Returns {"near_sharp": {"segments", "gain_sum"}, "blurred": {"segments", "gain_mean"}} in dB:
+    the sum for the nearly sharp segments (what they cost the mean), the mean for the blurred
+    ones (what deblurring gains). Segments identical to their sharp frames (no finite gain) are
+    left out of both."""
+    near, blurred = [], []
+    for m in per_segment.values():
+        gain = _gain(m)
+        if gain is not None:
+            (near if m["blurry_psnr"] >= NEAR_SHARP_DB else blurred).append(gain)
+    return {"near_sharp": {"segments": len(near), "gain_sum": float(sum(near))},
+            "blurred": {"segments": len(blurred),
+                        "gain_mean": float(sum(blurred) / len(blurred)) if blurred else None}}
+
+
 def segment_table(results: dict, recipe: Path) -> str:
     """Markdown: one row per validation segment, its blur, blurry PSNR and each model's PSNR
     and gain over the blurry input (dB)."""
@@ -156,6 +179,13 @@ def segment_table(results: dict, recipe: Path) -> str:
             gain = _gain(m)
             row += f" {_db(m['psnr'])} | {'n/a' if gain is None else _db(gain, True)} |"
         lines.append(row)
+    groups = {n: segment_groups(results[n]["summary"]["per_segment"]) for n in names}
+    g0 = groups[names[0]]
+    lines.append(f"| nearly sharp (blurry >= {NEAR_SHARP_DB:g} dB): sum of gains | | "
+                 f"{g0['near_sharp']['segments']} segments | |"
+                 + "".join(f" | {_db(groups[n]['near_sharp']['gain_sum'], True)} |" for n in names))
+    lines.append(f"| blurred: mean gain | | {g0['blurred']['segments']} segments | |"
+                 + "".join(f" | {_db(groups[n]['blurred']['gain_mean'], True)} |" for n in names))
     return "\n".join(lines)
 
 
@@ -224,6 +254,7 @@ def main(argv=None) -> int:
             res = score_model(name, path, a.recipe, segments, work, a.precision, not a.no_identity,
                               control=control, self_ensemble=name in a.self_ensemble)
             res["summary"] = summarise(res)
+            res["summary"]["segment_groups"] = segment_groups(res["summary"]["per_segment"])
             results[name] = res
             o = res["summary"]["overall"]
             print(f"{name}: {o['frames']} frames, PSNR {_db(o['psnr'])} (blurry {_db(o['blurry_psnr'])}), "

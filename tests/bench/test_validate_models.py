@@ -171,4 +171,20 @@ def test_default_precision_is_fp32_as_the_model_card(recipe, tmp_path):
     assert validate_models.main(["--recipe", str(root), "--model", f"real={path}",
                                  "--no_identity", "--out", str(out),
                                  "--work", str(tmp_path / "work")]) == 0
-    assert json.loads(out.read_text())["meta"]["precision"] == "fp32"
+    res = json.loads(out.read_text())
+    assert res["meta"]["precision"] == "fp32"
+    # the per-segment table ends with the two groups, also stored per model
+    assert "| blurred: mean gain | | 1 segments |" in res["segment_table"]
+    assert res["models"]["real"]["summary"]["segment_groups"]["blurred"]["segments"] == 1
+
+
+def test_segment_groups_split_nearly_sharp_from_blurred():
+    """The model card's per-segment arithmetic: the nearly sharp segments' gains summed (what they
+    cost the mean), the blurred ones' averaged; identical segments (PSNR +inf) in neither."""
+    per_segment = {"a": dict(psnr=38.0, blurry_psnr=39.0), "b": dict(psnr=47.5, blurry_psnr=48.0),
+                   "c": dict(psnr=30.0, blurry_psnr=28.0), "d": dict(psnr=25.0, blurry_psnr=24.0),
+                   "e": dict(psnr=None, blurry_psnr=None)}
+    g = validate_models.segment_groups(per_segment)
+    assert g["near_sharp"] == {"segments": 2, "gain_sum": -1.5}
+    assert g["blurred"] == {"segments": 2, "gain_mean": 1.5}
+    assert validate_models.segment_groups({})["blurred"]["gain_mean"] is None
