@@ -102,12 +102,14 @@ def _group_means(rows, key_of, keys) -> dict:
 
 
 def summarise(result: dict) -> dict:
-    """Per segment, per clip and overall means (over frames) of result and blurry metrics."""
+    """Per segment, per clip and overall means (over frames) of result and blurry metrics, and
+    the per-segment means split into nearly sharp and blurred (segment_groups)."""
     rows = result["rows"]
     keys = [k for k in rows[0] if k not in ("video", "frame", "id_fallback")]
     overall = {k: _mean(rows, k) for k in keys}
     overall["frames"] = len(rows)
-    return dict(per_segment=_group_means(rows, lambda r: r["video"], keys),
+    per_segment = _group_means(rows, lambda r: r["video"], keys)
+    return dict(per_segment=per_segment, segment_groups=segment_groups(per_segment),
                 per_clip=_group_means(rows, lambda r: _clip_of(r["video"]), keys), overall=overall)
 
 
@@ -254,7 +256,6 @@ def main(argv=None) -> int:
             res = score_model(name, path, a.recipe, segments, work, a.precision, not a.no_identity,
                               control=control, self_ensemble=name in a.self_ensemble)
             res["summary"] = summarise(res)
-            res["summary"]["segment_groups"] = segment_groups(res["summary"]["per_segment"])
             results[name] = res
             o = res["summary"]["overall"]
             print(f"{name}: {o['frames']} frames, PSNR {_db(o['psnr'])} (blurry {_db(o['blurry_psnr'])}), "
