@@ -17,7 +17,7 @@ FACE_BOX = (slice(40, 120), slice(40, 120))  # the face of the 160x160 crop (eye
 SHIFTS = [(1.3, -0.7), (2.6, 1.4), (-3.4, 2.2)]
 
 
-@pytest.mark.parametrize("method", ["tvl1", "dis"])
+@pytest.mark.parametrize("method", ["tvl1", "dis", "dis_fine"])
 def test_flow_alignment_of_known_shifts(faces5pt, method):
     face = _face_crop(faces5pt)
     for dx, dy in SHIFTS:
@@ -25,6 +25,25 @@ def test_flow_alignment_of_known_shifts(faces5pt, method):
         warped = align_flow(face, nb, method, 200)
         p_w, p_raw = psnr(warped[FACE_BOX], face[FACE_BOX]), psnr(nb[FACE_BOX], face[FACE_BOX])
         assert p_w >= 35 and p_w > p_raw + 10, (method, dx, dy, p_w, p_raw)
+
+
+def test_dis_fine_halves_the_error_of_dis_on_a_rotation_and_zoom(faces5pt):
+    """dis_fine refines DIS down to full resolution (the MEDIUM preset stops at half): on a
+    smooth non-uniform motion with a known flow its end-point error is well below dis's
+    (measured 0.085/0.161/0.140 px against 0.163/0.322/0.276)."""
+    face = _face_crop(faces5pt, 256)
+    h, w = face.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    box = (slice(60, 200), slice(60, 200))
+    for angle, zoom in ((2, 1.03), (4, 0.97), (-3, 1.05)):
+        m = cv2.getRotationMatrix2D((w * 0.4, h * 0.6), angle, zoom)
+        nb = cv2.warpAffine(face, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        # nb(M x) = face(x), so face(x) = nb(x + f) with f = M x - x
+        true = np.stack([m[0, 0] * gx + m[0, 1] * gy + m[0, 2] - gx,
+                         m[1, 0] * gx + m[1, 1] * gy + m[1, 2] - gy], -1)
+        epe = {k: np.linalg.norm(compute_flow(face, nb, k, 200)[box] - true[box], axis=-1).mean()
+               for k in ("dis", "dis_fine")}
+        assert epe["dis_fine"] < 0.7 * epe["dis"] and epe["dis_fine"] < 0.2, (angle, zoom, epe)
 
 
 def test_flow_sign_and_downscaled_computation(faces5pt):
