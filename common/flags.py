@@ -50,7 +50,7 @@ def select_gpu(gpu: str) -> None:
 def add_flow_flag(parser) -> None:
     parser.add_argument("--flow", default=DEFAULT_FLOW, choices=FLOW_METHODS,
                         help=f"optical flow for --align flow (default {DEFAULT_FLOW}: fast; dis_fine: DIS "
-                             "refined to full resolution, ~4x slower, more accurate, but the shipped "
+                             "refined to full resolution, ~3.4x slower, more accurate, but the shipped "
                              "model does 0.4 dB worse with it; tvl1 is the original's, ~80x slower)")
 
 
