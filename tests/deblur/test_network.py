@@ -6,11 +6,13 @@ import itertools
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from deblur.config import FACE_MODES, MODELS
 from deblur.network import (build_generator, coeff_patch, crop_back,
                             image_channels, min_size, pad_to_valid, resize_bilinear_tf1,
                             size_multiple, tf1_names, uses_coeff, uses_render)
+from deblur.precision import precision_scope
 
 
 def _inputs(face, model, n_frames, h, w, batch=1, seed=0):
@@ -198,6 +200,22 @@ def test_run_model_help_lists_the_flags(capsys):
                  "--output_path", "--checkpoint", "--precision"):
         assert flag in text, flag
     assert "both,render,coeff,none" in text.replace(" ", "") or "{both,render,coeff,none}" in text
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_residual_sum_stays_float32_under_bf16(levels):
+    """Under the bf16 policy (the default on AMX CPUs) the residual network adds its correction
+    to the centre frame in float32: an untrained one returns the frame bit for bit, where a bf16
+    sum would round it to 8 bits of mantissa (up to half a grey level on bright pixels)."""
+    with precision_scope("bf16"):
+        net = build_generator("none", levels, "color", 5, channels=4, residual=True)
+    x = _inputs("none", "color", 5, 72, 80)
+    centre = x["blur"][..., 6:9]
+    assert np.abs(centre - np.asarray(tf.cast(tf.cast(centre, tf.bfloat16), tf.float32))).max() > 1e-3
+    out = np.asarray(_as_list(net(x))[-1])
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, centre)
+    assert net.get_layer("enc1_1").compute_dtype == "bfloat16"  # the convolutions stay bf16
 
 
 @pytest.mark.parametrize("face,levels", [("none", 1), ("both", 2)])
