@@ -415,8 +415,8 @@ def build_network(config: NetworkConfig, name: str = SCOPE) -> keras.Model:
             # In float32 even under a mixed policy: bf16 keeps 8 bits of mantissa, so a bf16 sum
             # rounds the frame to 1/512 (half a grey level) and a nearly sharp frame could not be
             # returned unchanged; the correction itself is small and fine in bf16.
-            out = layers.Add(dtype="float32", name=f"scale{i}_residual")(
-                [out, CentreFrame(centre.start, C, dtype="float32", name=f"scale{i}_centre")(inp_blur)])
+            frame = CentreFrame(centre.start, C, dtype="float32", name=f"scale{i}_centre")(inp_blur)
+            out = layers.Add(dtype="float32", name=f"scale{i}_residual")([out, frame])
         # Keep the restored image in float32 under mixed-precision policies.
         outputs.append(layers.Activation("linear", dtype="float32", name=f"out{i}")(out))
         if i + 1 < levels:
