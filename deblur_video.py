@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from common.cli import ArgumentParser
+from common.cli import ArgumentParser, nonnegative_float
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,9 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     g = ap.add_argument_group("speed (the defaults are the fast ones; docs/video.md)")
     add_precision_flag(g, default="auto")
     g.add_argument("--xla", action="store_true", help="compile the network's forward pass with XLA")
-    g.add_argument("--self_ensemble", action="store_true",
+    g.add_argument("--self_ensemble", nargs="?", const="on", choices=("on", "off"), default=None,
                    help="also deblur each face window mirrored left-right and average the two "
-                        "(twice the network time; checkpoints/MODEL_CARD.md has its gain)")
+                        "(twice the network time; checkpoints/MODEL_CARD.md has its gain); alone = on; "
+                        "default: what the checkpoint stores")
+    g.add_argument("--sharp_guard", type=nonnegative_float, default=None, metavar="TAU",
+                   help="scale each face window's correction by rms^2/(rms^2+TAU^2), rms its root mean square "
+                        "in grey levels, so sharp frames stay as they are (0 = off; default: the value the "
+                        "checkpoint stores; checkpoints/MODEL_CARD.md)")
     g.add_argument("--batch", type=int, default=1,
                    help="frames per network forward pass (default 1: on a 2-core CPU larger batches were slower, "
                         "docs/benchmarks.md; try 4-8 on a GPU)")
@@ -100,7 +105,8 @@ def _main(argv=None) -> int:
                   max_frames=a.max_frames, jobs=a.jobs, margin=a.margin, context=a.context,
                   multiple=a.multiple, feather=a.feather, model_args=shlex.split(a.model_args), quiet=a.quiet,
                   no_audio=a.no_audio, max_gap=MAX_GAP if a.max_gap is None else a.max_gap,
-                  precision=a.precision, xla=a.xla, self_ensemble=a.self_ensemble, batch=a.batch, chunk=a.chunk,
+                  precision=a.precision, xla=a.xla, self_ensemble=None if a.self_ensemble is None else a.self_ensemble == "on",
+                  sharp_guard=a.sharp_guard, batch=a.batch, chunk=a.chunk,
                   detect_every=a.detect_every, keep_intermediates=a.keep_intermediates)
     try:
         deblur_video(opt)

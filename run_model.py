@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from common.cli import ArgumentParser, DefaultsHelpFormatter
+from common.cli import ArgumentParser, DefaultsHelpFormatter, nonnegative_float
 from common.flags import add_gpu_flag, add_precision_flag, select_gpu
 from deblur.config import MODELS, add_face_flag
 
@@ -115,9 +115,16 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--skip_existing", action="store_true", help="test: keep finished outputs")
     g.add_argument("--no_transpose", action="store_true",
                    help="test: do not transpose portrait frames (the original does)")
-    g.add_argument("--self_ensemble", action="store_true",
+    g.add_argument("--self_ensemble", nargs="?", const="on", choices=("on", "off"), default=None,
                    help="test: also deblur each frame mirrored left-right and average the two "
-                        "(twice the time; not in the paper; checkpoints/MODEL_CARD.md has its gain)")
+                        "(twice the time; not in the paper; checkpoints/MODEL_CARD.md has its gain); "
+                        "'--self_ensemble' alone = on; default: what the checkpoint stores (off if "
+                        "nothing). export: the setting to store")
+    g.add_argument("--sharp_guard", type=nonnegative_float, default=None, metavar="TAU",
+                   help="test: scale each frame's correction by rms^2/(rms^2+TAU^2), rms its root mean "
+                        "square in grey levels, so frames that are already sharp stay as they are "
+                        "(0 = off; default: the value the checkpoint stores, 0 if none; "
+                        "checkpoints/MODEL_CARD.md). export: the value to store")
     g = p.add_argument_group("hardware")
     add_gpu_flag(g, several=True)
     add_precision_flag(g, default=None, help_default="fp32 for training, auto for testing")
@@ -151,7 +158,8 @@ def _main(argv=None) -> int:
 
     from common.errors import InputError
     from deblur.checkpoint import (SHIPPED_CHECKPOINT, export_weights, import_tf1, load_generator,
-                                   model_record, provenance, resolve)
+                                   inference_meta, model_record, provenance, resolve,
+                                   stored_inference)
     from deblur.config import NetworkConfig, TrainConfig
     from deblur.precision import gpu_note, precision_note
     from deblur.train import default_train_dir, train
@@ -174,8 +182,11 @@ def _main(argv=None) -> int:
     elif args.phase == "export":
         if not args.checkpoint or not args.output_path.endswith(".npz"):
             raise InputError("--phase export needs --checkpoint SRC and --output_path FILE.npz")
-        out = export_weights(resolve(args.checkpoint)[1], args.output_path)
-        print(f"Exported the weights of {args.checkpoint} -> {out} (float16)")
+        src = resolve(args.checkpoint)[1]
+        ens, tau = _inference_settings(args, src)
+        out = export_weights(src, args.output_path, extra=inference_meta(ens, tau))
+        how = (", run with the mirror self-ensemble" if ens else "") + (f", sharp-frame guard {tau:g}" if tau else "")
+        print(f"Exported the weights of {args.checkpoint} -> {out} (float16{how})")
     else:
         from deblur.inference import Deblurrer, check_test_inputs, run_test
         from deblur.precision import set_precision
@@ -201,11 +212,27 @@ def _main(argv=None) -> int:
         source = resolve(path)[1]
         print(f"Loaded {path} ({provenance(source, step)}): {config.to_dict()}")
         check_test_inputs(args.input_path, args.output_path, args.gt_path, config)  # its inputs, now known
+        ens, tau = _inference_settings(args, path)
+        if ens:
+            print("Mirror self-ensemble (--self_ensemble off turns it off)")
+        if tau:
+            print(f"Sharp-frame guard {tau:g} grey levels (--sharp_guard 0 turns it off)")
         run_test(Deblurrer(net, config, transpose_portrait=not args.no_transpose,
-                           jit_compile=args.xla, source=str(source), self_ensemble=args.self_ensemble),
+                           jit_compile=args.xla, source=str(source), self_ensemble=ens,
+                           sharp_guard=tau),
                  args.input_path, args.output_path, args.gt_path, args.skip_existing,
-                 model=model_record(source, config, step, args.self_ensemble))
+                 model=model_record(source, config, step, ens, tau))
     return 0
+
+
+def _inference_settings(args, checkpoint) -> tuple[bool, float]:
+    """(self-ensemble, sharp-frame guard tau): the flags when given, else what the checkpoint stores."""
+    from deblur.checkpoint import stored_inference
+
+    stored = stored_inference(checkpoint)
+    ens = stored["self_ensemble"] if args.self_ensemble is None else args.self_ensemble == "on"
+    tau = stored["sharp_guard"] if args.sharp_guard is None else args.sharp_guard
+    return ens, tau
 
 
 if __name__ == "__main__":

@@ -17,7 +17,10 @@ without the prior's information. `--centre_only NAME` scores model NAME with eve
 frame replaced by the centre one (the input a frame gets when its neighbours are copies of it):
 how much of its gain comes from the other frames rather than from deblurring the frame itself.
 `--self_ensemble NAME` scores model NAME with the mirror self-ensemble of `run_model.py --phase
-test --self_ensemble` (combinable with either control).
+test --self_ensemble` (combinable with either control). Each model is otherwise run as its
+checkpoint says (`deblur.checkpoint.stored_inference`: self-ensemble, sharp-frame guard), as
+`run_model.py --phase test` does; `--no_self_ensemble NAME` and `--sharp_guard NAME=TAU` (0 =
+off; `bench.sharp_guard` chooses TAU) override that.
 
 Prints a markdown table per clip and one per segment (with the segment's blur from its
 `dataset/<segment>/recipe.json`: a mean over a clip hides a segment the model makes worse);
@@ -25,6 +28,7 @@ writes JSON with per-segment, per-clip and overall figures and both tables.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -33,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common.cli import ArgumentParser
+from common.cli import ArgumentParser, nonnegative_float
 
 
 def _val_segments(recipe: Path) -> list[str]:
@@ -57,12 +61,14 @@ def centre_only_testing_input(segment_dir: Path, dst: Path) -> None:
 
 
 def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision: str, identity: bool,
-                control: str | None = None, self_ensemble: bool = False):
+                control: str | None = None, self_ensemble: bool | None = None,
+                sharp_guard: float | None = None):
     """Score one checkpoint on the validation segments; `control`: None, "blank_prior" or
     "centre_only" (the input the network gets, see the module docstring); `self_ensemble`: the
-    mirror self-ensemble (deblur.inference.Deblurrer)."""
+    mirror self-ensemble (deblur.inference.Deblurrer); `sharp_guard`: tau in grey levels. None
+    for either: what the checkpoint stores, as `run_model.py --phase test` does."""
     from bench.blank_prior import blank_testing_input
-    from deblur.checkpoint import load_generator
+    from deblur.checkpoint import load_generator, stored_inference
     from deblur.evaluate import evaluate
     from deblur.inference import Deblurrer, run_test
     from deblur.precision import set_precision
@@ -81,12 +87,16 @@ def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision:
             link.symlink_to((recipe / "training_set" / s).resolve())
     out = work / name
     t0 = time.time()
-    run_test(Deblurrer(net, config, self_ensemble=self_ensemble), inp, out, log=lambda *a: None)
+    stored = stored_inference(checkpoint)
+    ens = stored["self_ensemble"] if self_ensemble is None else self_ensemble
+    tau = stored["sharp_guard"] if sharp_guard is None else sharp_guard
+    run_test(Deblurrer(net, config, self_ensemble=ens, sharp_guard=tau), inp, out,
+             log=lambda *a: None)
     seconds = time.time() - t0
     rep = evaluate(out, recipe / "dataset", recipe / "dataset", identity=identity)
     return dict(checkpoint=str(checkpoint), step=step, config=config.to_dict(), seconds=round(seconds, 1),
                 blank_prior=control == "blank_prior", centre_only=control == "centre_only",
-                self_ensemble=self_ensemble, rows=rep.rows)
+                self_ensemble=ens, sharp_guard=tau, rows=rep.rows)
 
 
 def _mean(rows, key):
@@ -233,15 +243,32 @@ def main(argv=None) -> int:
     ap.add_argument("--self_ensemble", action="append", default=[], metavar="NAME",
                     help="score model NAME with the mirror self-ensemble (each frame also deblurred "
                          "mirrored, the two averaged)")
+    ap.add_argument("--no_self_ensemble", action="append", default=[], metavar="NAME",
+                    help="score model NAME without the self-ensemble even if its checkpoint stores it")
+    ap.add_argument("--sharp_guard", action="append", default=[], metavar="NAME=TAU",
+                    help="score model NAME with the sharp-frame guard TAU (grey levels, 0 = off) "
+                         "instead of the one its checkpoint stores")
     ap.add_argument("--work", type=Path, default=None, help="folder for the restored frames (default: temp)")
     a = ap.parse_args(argv)
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     segments = _val_segments(a.recipe)
     names = {m.partition("=")[0] for m in a.model}
-    for flag in ("blank_prior", "centre_only", "self_ensemble"):
+    for flag in ("blank_prior", "centre_only", "self_ensemble", "no_self_ensemble"):
         unknown = set(getattr(a, flag)) - names
         if unknown:
             ap.error(f"--{flag} {sorted(unknown)[0]}: no --model of that name")
+    guards = {}
+    for spec in a.sharp_guard:
+        name, _, tau = spec.partition("=")
+        if name not in names:
+            ap.error(f"--sharp_guard {spec}: no --model of that name")
+        try:
+            guards[name] = nonnegative_float(tau)
+        except argparse.ArgumentTypeError as e:
+            ap.error(f"--sharp_guard {spec}: {e}")
+    clash = set(a.self_ensemble) & set(a.no_self_ensemble)
+    if clash:
+        ap.error(f"--self_ensemble and --no_self_ensemble both name {sorted(clash)[0]}")
     both = set(a.blank_prior) & set(a.centre_only)
     if both:
         ap.error(f"--blank_prior and --centre_only both name {sorted(both)[0]}: give the checkpoint "
@@ -254,7 +281,10 @@ def main(argv=None) -> int:
             control = ("blank_prior" if name in a.blank_prior
                        else "centre_only" if name in a.centre_only else None)
             res = score_model(name, path, a.recipe, segments, work, a.precision, not a.no_identity,
-                              control=control, self_ensemble=name in a.self_ensemble)
+                              control=control,
+                              self_ensemble=(True if name in a.self_ensemble else
+                                             False if name in a.no_self_ensemble else None),
+                              sharp_guard=guards.get(name))
             res["summary"] = summarise(res)
             results[name] = res
             o = res["summary"]["overall"]

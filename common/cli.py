@@ -38,6 +38,17 @@ EXIT_INTERRUPTED = 130
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EMFILE}
 
 
+def nonnegative_float(text: str) -> float:
+    """argparse `type=` for a finite number >= 0 (a usage error, exit 2, otherwise)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (v >= 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return v
+
+
 def error_line(message) -> str:
     """`error: <message>` (the one format of bad-input messages)."""
     return f"error: {message}"

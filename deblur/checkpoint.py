@@ -403,13 +403,54 @@ def load_generator(path, config: NetworkConfig | dict | None = None, verbose: bo
 MODEL_RECORD = "model.json"
 
 
-def model_record(path, config: NetworkConfig, step: int, self_ensemble: bool = False) -> dict:
+INFERENCE_DEFAULTS = {"self_ensemble": False, "sharp_guard": 0.0}
+
+
+def stored_inference(path) -> dict:
+    """How a checkpoint is meant to be run: {"self_ensemble": bool, "sharp_guard": tau}.
+
+    A native file's `self_ensemble` and `sharp_guard` meta entries (set by `run_model.py --phase
+    export --self_ensemble on --sharp_guard TAU`, chosen on held-out frames for those weights;
+    checkpoints/MODEL_CARD.md); INFERENCE_DEFAULTS (plain network, no guard) for what has none:
+    TF1 checkpoints, training checkpoints. Commands use these unless their flags say otherwise.
+    CheckpointDamaged naming `path` when an entry has the wrong type.
+    """
+    kind, src = resolve(path)
+    out = dict(INFERENCE_DEFAULTS)
+    if kind != "native":
+        return out
+    meta = read_meta(src)
+    ens = meta.get("self_ensemble", False)
+    tau = meta.get("sharp_guard", 0.0)
+    if not isinstance(ens, bool):
+        raise CheckpointDamaged(f"{src}: its self_ensemble entry {ens!r} is not true or false")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau >= 0 or tau == float("inf"):
+        raise CheckpointDamaged(f"{src}: its sharp_guard entry {tau!r} is not a number of grey "
+                                f"levels >= 0")
+    out.update(self_ensemble=ens, sharp_guard=float(tau))
+    return out
+
+
+def inference_meta(self_ensemble: bool, sharp_guard: float) -> dict:
+    """The meta entries `stored_inference` reads back (none for the defaults)."""
+    out = {}
+    if self_ensemble:
+        out["self_ensemble"] = True
+    if sharp_guard:
+        out["sharp_guard"] = float(sharp_guard)
+    return out
+
+
+def model_record(path, config: NetworkConfig, step: int, self_ensemble: bool = False,
+                 sharp_guard: float = 0.0) -> dict:
     """{"model": one line naming the checkpoint, "checkpoint", "step", "config", "shipped"}.
 
     The line says "the shipped model ..." for checkpoints/facedeblur.npz, so no result of it is
     presented as the authors' model or the other way round. With `self_ensemble` (the frames
     were deblurred mirrored too and averaged, deblur.inference.Deblurrer) the line says so and
-    the record has "self_ensemble": true. For a file made by deblur.interpolate the line names
+    the record has "self_ensemble": true; with a `sharp_guard` tau > 0 (deblur.inference.
+    apply_sharp_guard) the line names it and the record has "sharp_guard": tau. For a file made
+    by deblur.interpolate the line names
     its two sources, their steps and alpha instead of the step (0), and the record has
     "interpolated" (the file's meta entry)."""
     p = Path(path)
@@ -421,6 +462,9 @@ def model_record(path, config: NetworkConfig, step: int, self_ensemble: bool = F
     if self_ensemble:
         line += ", mirror self-ensemble"
         extra["self_ensemble"] = True
+    if sharp_guard:
+        line += f", sharp-frame guard {float(sharp_guard):g}"
+        extra["sharp_guard"] = float(sharp_guard)
     if mix:
         extra["interpolated"] = mix
     return {"model": line, "checkpoint": str(p.resolve()), "step": int(step),

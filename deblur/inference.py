@@ -45,16 +45,21 @@ class Deblurrer:
     are averaged before rounding to 8 bits: the geometric self-ensemble of EDSR (Lim et al.,
     CVPRW 2017) restricted to the mirror, the one transform under which a face stays a face the
     right way up. Twice the network time; not in the paper or the original code.
+
+    `sharp_guard` (tau, grey levels; 0 = off): each restored frame's correction is scaled down
+    when it is small (`apply_sharp_guard`), after the self-ensemble's average.
     """
 
     def __init__(self, net, config: NetworkConfig, transpose_portrait: bool = True,
-                 jit_compile: bool = False, source: str | None = None, self_ensemble: bool = False):
+                 jit_compile: bool = False, source: str | None = None, self_ensemble: bool = False,
+                 sharp_guard: float = 0.0):
         self.net = net
         self.config = config
         self.transpose_portrait = transpose_portrait
         self.jit_compile = jit_compile
         self.source = source or "the network"
         self.self_ensemble = self_ensemble
+        self.sharp_guard = check_sharp_guard(sharp_guard)
         self._fn = None
 
     def _predict(self, inputs):
@@ -85,7 +90,12 @@ class Deblurrer:
         another size, or a gray model (whose colour channels already form the batch), are run
         one by one. Returns one uint8 HxWx3 frame per item, as `deblur` would.
         """
+        return [np.round(o * 255.0).astype(np.uint8) for o in self.restore_batch(items, batch_size)]
+
+    def restore_batch(self, items, batch_size: int | None = None) -> list[np.ndarray]:
+        """`deblur_batch` before rounding: float32 HxWx3 frames in [0, 1]."""
         items = list(items)
+        centres = [it[0][len(it[0]) // 2] for it in items]
         if self.self_ensemble:
             # mirrored copies run in the same pass: twice the items, so twice the padded batch
             items = items + [_mirrored(*it) for it in items]
@@ -110,7 +120,9 @@ class Deblurrer:
         if self.self_ensemble:
             n = len(items) // 2
             out = [(a + b[:, ::-1]) / 2 for a, b in zip(out[:n], out[n:])]
-        return [np.round(o * 255.0).astype(np.uint8) for o in out]
+        if self.sharp_guard:
+            out = [apply_sharp_guard(o, c, self.sharp_guard) for o, c in zip(out, centres)]
+        return out
 
     def _prepare(self, frames, render=None, coeff=None):
         """Network inputs (batch axis first) of one frame and what `_finish` needs to undo."""
@@ -168,6 +180,39 @@ class Deblurrer:
         if meta["rot"]:
             out = out.transpose(1, 0, 2)
         return np.clip(out, 0.0, 1.0)
+
+
+def check_sharp_guard(tau) -> float:
+    """tau as a float; ValueError unless it is a finite number >= 0."""
+    t = float(tau)
+    if not np.isfinite(t) or t < 0:
+        raise ValueError(f"sharp_guard must be a number of grey levels >= 0 (0 = off), got {tau!r}")
+    return t
+
+
+def apply_sharp_guard(restored: np.ndarray, centre: np.ndarray, tau: float) -> np.ndarray:
+    """The sharp-frame guard: blurry centre + g * correction, g = rms^2 / (rms^2 + tau^2).
+
+    restored: float HxWx3 in [0, 1] (the network's frame); centre: uint8 HxWx3, the blurry frame
+    it restores; tau: grey levels (0-255 scale), 0 returns `restored` unchanged. rms is the root
+    mean square of (restored - centre) over the frame, in grey levels. Returns float32 HxWx3.
+
+    Why: the network cannot tell from a patch whether soft edges are blurred or simply soft, so
+    on frames that are already sharp it still sharpens, by about a grey level (rms) - enough to
+    lose 2-5 dB on a 50 dB frame (checkpoints/MODEL_CARD.md, "Sharp-frame guard"). Those are the
+    frames it changes least: a correction of rms tau is halved, one of 3 tau kept at 90%, so
+    blurred frames keep their correction. One number per frame, so no seam or flicker inside
+    a frame. This project's addition: not in the paper or the original code.
+    """
+    tau = check_sharp_guard(tau)
+    restored = np.asarray(restored, dtype=np.float32)
+    if tau == 0:
+        return restored
+    c = np.asarray(centre, dtype=np.float32) / 255.0
+    r = restored - c
+    rms2 = float(np.mean(np.square(r, dtype=np.float64))) * 255.0 ** 2
+    g = rms2 / (rms2 + tau * tau)
+    return np.clip(c + np.float32(g) * r, 0.0, 1.0)
 
 
 def _mirrored(frames, render=None, coeff=None):

@@ -114,7 +114,9 @@ class Options:
     max_gap: int = MAX_GAP
     precision: str = "auto"
     xla: bool = False
-    self_ensemble: bool = False
+    # None: what the checkpoint stores (deblur.checkpoint.stored_inference)
+    self_ensemble: bool | None = None
+    sharp_guard: float | None = None
     batch: int = 1
     chunk: int = 32
     detect_every: int = 5
@@ -387,6 +389,7 @@ class Pipeline:
                  {"align": o.align, "flow": o.flow, "occlusion": o.occlusion, "ckpt": str(o.checkpoint.resolve()),
                   "ckpt_mtime": _tree_mtime(o.checkpoint), "face": o.face, "levels": o.levels, "args": o.model_args,
                   "precision": o.precision, "xla": o.xla, "self_ensemble": o.self_ensemble,
+                  "sharp_guard": o.sharp_guard,
                   "feather": o.feather, "chunk": o.chunk, "keep": o.keep_intermediates}, self.run_deblur),
                 ("encode", "H.264 video with the input's frame times, size and audio",
                  {"out": str(o.output.resolve()), "frames_out": str(o.frames_out), "no_audio": o.no_audio},
@@ -708,8 +711,8 @@ class Pipeline:
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs: CUDA probing noise on CPUs; failures raise
         from common.flags import select_gpu
-        from deblur.checkpoint import load_generator, resolve
-        from deblur.inference import Deblurrer
+        from deblur.checkpoint import load_generator, resolve, stored_inference
+        from deblur.inference import Deblurrer, check_sharp_guard
         from deblur.precision import gpu_note, precision_note, precision_scope
 
         o = self.o
@@ -732,14 +735,17 @@ class Pipeline:
         for line in notes:
             self.say("    " + line)
         source = resolve(o.checkpoint)[1]
-        ens = ", mirror self-ensemble" if o.self_ensemble else ""
+        stored = stored_inference(source)
+        use_ens = stored["self_ensemble"] if o.self_ensemble is None else bool(o.self_ensemble)
+        tau = stored["sharp_guard"] if o.sharp_guard is None else check_sharp_guard(o.sharp_guard)
+        ens = (", mirror self-ensemble" if use_ens else "") + (f", sharp-frame guard {tau:g}" if tau else "")
         self.say(f"    network {source} ({provenance(source, step)}): {cfg.to_dict()}, precision {precision}"
                  f"{' (auto)' if o.precision == 'auto' else ''}, {'XLA' if o.xla else 'no XLA'}, batch {o.batch}{ens}")
         self._note([f"network: {source}, precision {precision}{ens}"])
         # what made the frames, for --frames_out (evaluate.py labels its report with it)
-        write_model_record(self.work, model_record(source, cfg, step, o.self_ensemble))
+        write_model_record(self.work, model_record(source, cfg, step, use_ens, tau))
         return Deblurrer(net, cfg, jit_compile=o.xla, source=str(source),
-                         self_ensemble=o.self_ensemble), cfg
+                         self_ensemble=use_ens, sharp_guard=tau), cfg
 
     def run_deblur(self) -> None:
         """Align, deblur and blend the clip chunk by chunk, in memory; `final/NNNNN.png` per frame.

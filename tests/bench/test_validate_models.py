@@ -188,3 +188,37 @@ def test_segment_groups_split_nearly_sharp_from_blurred():
     assert g["near_sharp"] == {"segments": 2, "gain_sum": -1.5}
     assert g["blurred"] == {"segments": 2, "gain_mean": 1.5}
     assert validate_models.segment_groups({})["blurred"]["gain_mean"] is None
+
+
+def test_sharp_guard_flag_and_the_tau_chooser(recipe, tmp_path):
+    """--sharp_guard NAME=TAU scores that model with the guard (recorded in the JSON), and
+    bench.sharp_guard scores each tau on the same frames: tau 0 is the plain network's PSNR."""
+    from bench import sharp_guard
+    from common import metrics
+    from deblur.inference import Deblurrer, frame_names, read_inputs
+
+    root, path = recipe
+    out = tmp_path / "v.json"
+    assert validate_models.main(["--recipe", str(root), "--model", f"plain={path}", "--model",
+                                 f"guarded={path}", "--sharp_guard", "guarded=100", "--no_identity",
+                                 "--precision", "fp32", "--out", str(out), "--work", str(tmp_path / "work")]) == 0
+    models = json.loads(out.read_text())["models"]
+    assert (models["plain"]["sharp_guard"], models["guarded"]["sharp_guard"]) == (0.0, 100.0)
+    # the random network changes the frame by ~100 levels rms: tau 100 halves that
+    assert _changed_share(tmp_path, "guarded", "plain") > 0.5
+    with pytest.raises(SystemExit):
+        validate_models.main(["--recipe", str(root), "--model", f"a={path}", "--sharp_guard", "b=1"])
+
+    js = tmp_path / "g.json"
+    assert sharp_guard.main(["--recipe", str(root), "--checkpoint", str(path), "--taus", "0,100",
+                             "--precision", "fp32", "--out", str(js)]) == 0
+    res = json.loads(js.read_text())
+    net, cfg, _ = ckpt.load_generator(path, verbose=False)
+    d = Deblurrer(net, cfg)
+    video = root / "training_set" / "person__s00"
+    psnrs = [metrics.psnr(d.deblur(*read_inputs(video, n, cfg)),
+                          read_image(root / "dataset" / "person__s00" / "sharp" / n))
+             for n in frame_names(video)]
+    assert res["scores"]["0.0"]["frames"] == len(psnrs) == 4
+    assert res["scores"]["0.0"]["psnr"] == pytest.approx(float(np.mean(psnrs)), abs=1e-6)
+    assert res["best"] == 100.0 and res["scores"]["100.0"]["psnr"] > res["scores"]["0.0"]["psnr"] + 3

@@ -33,6 +33,12 @@ def test_shipped_file_is_small_complete_and_described():
     card = (ROOT / "checkpoints" / "MODEL_CARD.md").read_text()
     assert "facedeblur.npz" in card
     assert f"--face {cfg['face']}" in card and f"--channels {cfg['channels']}" in card
+    # how it is run (stored in the file, every command's default) is in the card's export command
+    how = ckpt.stored_inference(SHIPPED)
+    if how["self_ensemble"]:
+        assert "--self_ensemble on" in card
+    if how["sharp_guard"]:
+        assert f"--sharp_guard {how['sharp_guard']:g}" in card
     mix = meta.get("interpolated")
     if mix is None:
         assert meta["step"] > 0 and f"{meta['step']}" in card

@@ -243,3 +243,31 @@ def test_self_ensemble_reruns_only_the_network_and_says_so(kept, ckpt, tmp_path)
         assert np.abs(got.astype(int) - read_image(opt.work_dir / "result" / seg / n)).mean() > 0.5
     rec = json.loads((tmp_path / "frames" / "model.json").read_text())
     assert rec["self_ensemble"] is True and rec["model"].endswith("mirror self-ensemble")
+
+
+def test_checkpoint_inference_settings_are_the_video_defaults(kept, ckpt, tmp_path):
+    """A checkpoint that stores the self-ensemble and a sharp-frame guard (run_model.py --phase
+    export --self_ensemble on --sharp_guard TAU) is run with both when deblur_video is given no
+    flag for them; model.json names both."""
+    import json
+    import shutil
+
+    from deblur import checkpoint as ck
+    from deblur.inference import Deblurrer, read_inputs
+
+    opt, _ = kept
+    work = tmp_path / "work"
+    shutil.copytree(opt.work_dir, work)
+    stored = ck.export_weights(ckpt, tmp_path / "guarded.npz", extra=ck.inference_meta(True, 0.5))
+    run = _options(opt.input, tmp_path / "out.mp4", stored, work_dir=work, frames_out=tmp_path / "frames",
+                   keep_intermediates=True, chunk=4, batch=3, precision="fp32")
+    dv.deblur_video(run)
+    seg = dv.clip_name(opt.input)
+    net, cfg, _ = ck.load_generator(stored, verbose=False)
+    d = Deblurrer(net, cfg, self_ensemble=True, sharp_guard=0.5)
+    for n in ("00001.png", "00006.png"):
+        expect = d.deblur(*read_inputs(work / "training_set" / seg, n, cfg))
+        assert np.abs(read_image(work / "result" / seg / n).astype(int) - expect).max() <= 1
+    rec = json.loads((tmp_path / "frames" / "model.json").read_text())
+    assert rec["self_ensemble"] is True and rec["sharp_guard"] == 0.5
+    assert rec["model"].endswith("mirror self-ensemble, sharp-frame guard 0.5")
