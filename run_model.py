@@ -158,8 +158,7 @@ def _main(argv=None) -> int:
 
     from common.errors import InputError
     from deblur.checkpoint import (SHIPPED_CHECKPOINT, export_weights, import_tf1, load_generator,
-                                   inference_meta, model_record, provenance, resolve,
-                                   stored_inference)
+                                   inference_meta, model_record, provenance, resolve)
     from deblur.config import NetworkConfig, TrainConfig
     from deblur.precision import gpu_note, precision_note
     from deblur.train import default_train_dir, train

@@ -199,7 +199,7 @@ def apply_sharp_guard(restored: np.ndarray, centre: np.ndarray, tau: float) -> n
 
     Why: the network cannot tell from a patch whether soft edges are blurred or simply soft, so
     on frames that are already sharp it still sharpens, by about a grey level (rms) - enough to
-    lose 2-5 dB on a 50 dB frame (checkpoints/MODEL_CARD.md, "Sharp-frame guard"). Those are the
+    turn a 52-57 dB frame into a 47-48 dB one (checkpoints/MODEL_CARD.md, "Sharp-frame guard"). Those are the
     frames it changes least: a correction of rms tau is halved, one of 3 tau kept at 90%, so
     blurred frames keep their correction. One number per frame, so no seam or flicker inside
     a frame. This project's addition: not in the paper or the original code.
