@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--feather", type=int, default=16, help="width in pixels of the blend ramp (default 16)")
     ap.add_argument("--model_args", default="", help="extra run_model.py flags, quoted, e.g. \"--channels 16\"")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
-    g = ap.add_argument_group("speed (the defaults are the fast ones; docs/video.md)")
+    g = ap.add_argument_group("speed (the defaults are the fast ones, except that a checkpoint may ask "
+                              "for the self-ensemble, as the shipped one does; docs/video.md)")
     add_precision_flag(g, default="auto")
     g.add_argument("--xla", action="store_true", help="compile the network's forward pass with XLA")
     g.add_argument("--self_ensemble", nargs="?", const="on", choices=("on", "off"), default=None,

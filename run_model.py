@@ -158,7 +158,8 @@ def _main(argv=None) -> int:
 
     from common.errors import InputError
     from deblur.checkpoint import (SHIPPED_CHECKPOINT, export_weights, import_tf1, load_generator,
-                                   inference_meta, model_record, provenance, resolve)
+                                   inference_meta, inference_settings, model_record, provenance,
+                                   resolve)
     from deblur.config import NetworkConfig, TrainConfig
     from deblur.precision import gpu_note, precision_note
     from deblur.train import default_train_dir, train
@@ -182,7 +183,7 @@ def _main(argv=None) -> int:
         if not args.checkpoint or not args.output_path.endswith(".npz"):
             raise InputError("--phase export needs --checkpoint SRC and --output_path FILE.npz")
         src = resolve(args.checkpoint)[1]
-        ens, tau = _inference_settings(args, src)
+        ens, tau = inference_settings(src, _on(args.self_ensemble), args.sharp_guard)
         out = export_weights(src, args.output_path, extra=inference_meta(ens, tau))
         how = (", run with the mirror self-ensemble" if ens else "") + (f", sharp-frame guard {tau:g}" if tau else "")
         print(f"Exported the weights of {args.checkpoint} -> {out} (float16{how})")
@@ -211,7 +212,7 @@ def _main(argv=None) -> int:
         source = resolve(path)[1]
         print(f"Loaded {path} ({provenance(source, step)}): {config.to_dict()}")
         check_test_inputs(args.input_path, args.output_path, args.gt_path, config)  # its inputs, now known
-        ens, tau = _inference_settings(args, path)
+        ens, tau = inference_settings(path, _on(args.self_ensemble), args.sharp_guard)
         if ens:
             print("Mirror self-ensemble (--self_ensemble off turns it off)")
         if tau:
@@ -224,14 +225,9 @@ def _main(argv=None) -> int:
     return 0
 
 
-def _inference_settings(args, checkpoint) -> tuple[bool, float]:
-    """(self-ensemble, sharp-frame guard tau): the flags when given, else what the checkpoint stores."""
-    from deblur.checkpoint import stored_inference
-
-    stored = stored_inference(checkpoint)
-    ens = stored["self_ensemble"] if args.self_ensemble is None else args.self_ensemble == "on"
-    tau = stored["sharp_guard"] if args.sharp_guard is None else args.sharp_guard
-    return ens, tau
+def _on(flag: str | None) -> bool | None:
+    """--self_ensemble on|off|absent -> True|False|None (None: what the checkpoint stores)."""
+    return None if flag is None else flag == "on"
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision:
     mirror self-ensemble (deblur.inference.Deblurrer); `sharp_guard`: tau in grey levels. None
     for either: what the checkpoint stores, as `run_model.py --phase test` does."""
     from bench.blank_prior import blank_testing_input
-    from deblur.checkpoint import load_generator, stored_inference
+    from deblur.checkpoint import inference_settings, load_generator
     from deblur.evaluate import evaluate
     from deblur.inference import Deblurrer, run_test
     from deblur.precision import set_precision
@@ -87,9 +87,7 @@ def score_model(name, checkpoint, recipe: Path, segments, work: Path, precision:
             link.symlink_to((recipe / "training_set" / s).resolve())
     out = work / name
     t0 = time.time()
-    stored = stored_inference(checkpoint)
-    ens = stored["self_ensemble"] if self_ensemble is None else self_ensemble
-    tau = stored["sharp_guard"] if sharp_guard is None else sharp_guard
+    ens, tau = inference_settings(checkpoint, self_ensemble, sharp_guard)
     run_test(Deblurrer(net, config, self_ensemble=ens, sharp_guard=tau), inp, out,
              log=lambda *a: None)
     seconds = time.time() - t0

@@ -406,6 +406,12 @@ MODEL_RECORD = "model.json"
 INFERENCE_DEFAULTS = {"self_ensemble": False, "sharp_guard": 0.0}
 
 
+def _is_tau(v) -> bool:
+    """A sharp-frame guard tau: a finite number of grey levels >= 0 (not a bool)."""
+    return (not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0
+            and v != float("inf"))
+
+
 def stored_inference(path) -> dict:
     """How a checkpoint is meant to be run: {"self_ensemble": bool, "sharp_guard": tau}.
 
@@ -424,11 +430,23 @@ def stored_inference(path) -> dict:
     tau = meta.get("sharp_guard", 0.0)
     if not isinstance(ens, bool):
         raise CheckpointDamaged(f"{src}: its self_ensemble entry {ens!r} is not true or false")
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau >= 0 or tau == float("inf"):
+    if not _is_tau(tau):
         raise CheckpointDamaged(f"{src}: its sharp_guard entry {tau!r} is not a number of grey "
                                 f"levels >= 0")
     out.update(self_ensemble=ens, sharp_guard=float(tau))
     return out
+
+
+def inference_settings(path, self_ensemble: bool | None = None,
+                       sharp_guard: float | None = None) -> tuple[bool, float]:
+    """(self-ensemble, sharp-frame guard tau) to run `path` with: each value given, else what
+    the checkpoint stores (`stored_inference`). The one rule every command follows.
+    ValueError for a given tau that is not a finite number >= 0."""
+    if sharp_guard is not None and not _is_tau(sharp_guard):
+        raise ValueError(f"sharp_guard must be a number of grey levels >= 0 (0 = off), got {sharp_guard!r}")
+    stored = stored_inference(path)
+    return (stored["self_ensemble"] if self_ensemble is None else bool(self_ensemble),
+            stored["sharp_guard"] if sharp_guard is None else float(sharp_guard))
 
 
 def inference_meta(self_ensemble: bool, sharp_guard: float) -> dict:

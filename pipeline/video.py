@@ -113,7 +113,7 @@ class Options:
     max_gap: int = MAX_GAP
     precision: str = "auto"
     xla: bool = False
-    # None: what the checkpoint stores (deblur.checkpoint.stored_inference)
+    # None: what the checkpoint stores (deblur.checkpoint.inference_settings)
     self_ensemble: bool | None = None
     sharp_guard: float | None = None
     batch: int = 1
@@ -710,8 +710,8 @@ class Pipeline:
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs: CUDA probing noise on CPUs; failures raise
         from common.flags import select_gpu
-        from deblur.checkpoint import load_generator, resolve, stored_inference
-        from deblur.inference import Deblurrer, check_sharp_guard
+        from deblur.checkpoint import inference_settings, load_generator, resolve
+        from deblur.inference import Deblurrer
         from deblur.precision import gpu_note, precision_note, precision_scope
 
         o = self.o
@@ -734,9 +734,7 @@ class Pipeline:
         for line in notes:
             self.say("    " + line)
         source = resolve(o.checkpoint)[1]
-        stored = stored_inference(source)
-        use_ens = stored["self_ensemble"] if o.self_ensemble is None else bool(o.self_ensemble)
-        tau = stored["sharp_guard"] if o.sharp_guard is None else check_sharp_guard(o.sharp_guard)
+        use_ens, tau = inference_settings(source, o.self_ensemble, o.sharp_guard)
         ens = (", mirror self-ensemble" if use_ens else "") + (f", sharp-frame guard {tau:g}" if tau else "")
         self.say(f"    network {source} ({provenance(source, step)}): {cfg.to_dict()}, precision {precision}"
                  f"{' (auto)' if o.precision == 'auto' else ''}, {'XLA' if o.xla else 'no XLA'}, batch {o.batch}{ens}")

@@ -92,6 +92,11 @@ def test_checkpoint_stores_tau_and_run_model_uses_it_unless_told(tmp_path, net):
     assert run_model.main(["--phase", "export", "--checkpoint", str(tmp_path / "ck"),
                            "--output_path", str(exported), "--sharp_guard", "1.5"]) == 0
     assert ckpt.stored_inference(exported)["sharp_guard"] == 1.5
+    # what every command runs: the stored values unless a flag is given
+    assert ckpt.inference_settings(exported) == (False, 1.5)
+    assert ckpt.inference_settings(exported, True, 0.0) == (True, 0.0)
+    with pytest.raises(ValueError):
+        ckpt.inference_settings(exported, None, -1.0)
     # a re-export keeps it; --sharp_guard 0 stores none
     again = tmp_path / "again.npz"
     assert run_model.main(["--phase", "export", "--checkpoint", str(exported), "--output_path", str(again)]) == 0
