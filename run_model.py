@@ -158,8 +158,8 @@ def _main(argv=None) -> int:
 
     from common.errors import InputError
     from deblur.checkpoint import (SHIPPED_CHECKPOINT, export_weights, import_tf1, load_generator,
-                                   inference_meta, inference_settings, model_record, provenance,
-                                   resolve)
+                                   inference_label, inference_meta, inference_settings,
+                                   model_record, provenance, resolve)
     from deblur.config import NetworkConfig, TrainConfig
     from deblur.precision import gpu_note, precision_note
     from deblur.train import default_train_dir, train
@@ -185,8 +185,8 @@ def _main(argv=None) -> int:
         src = resolve(args.checkpoint)[1]
         ens, tau = inference_settings(src, _on(args.self_ensemble), args.sharp_guard)
         out = export_weights(src, args.output_path, extra=inference_meta(ens, tau))
-        how = (", run with the mirror self-ensemble" if ens else "") + (f", sharp-frame guard {tau:g}" if tau else "")
-        print(f"Exported the weights of {args.checkpoint} -> {out} (float16{how})")
+        print(f"Exported the weights of {args.checkpoint} -> {out} "
+              f"(float16{inference_label(ens, tau)})")
     else:
         from deblur.inference import Deblurrer, check_test_inputs, run_test
         from deblur.precision import set_precision

@@ -22,6 +22,7 @@ values is refused (`CheckpointNotFinite`); `usable_checkpoints` finds the newest
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 import zipfile
@@ -406,10 +407,19 @@ MODEL_RECORD = "model.json"
 INFERENCE_DEFAULTS = {"self_ensemble": False, "sharp_guard": 0.0}
 
 
-def _is_tau(v) -> bool:
-    """A sharp-frame guard tau: a finite number of grey levels >= 0 (not a bool)."""
-    return (not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0
-            and v != float("inf"))
+def check_sharp_guard(tau) -> float:
+    """A sharp-frame guard tau (grey levels, 0 = off) as a float; ValueError unless it is a real
+    number (not a bool or a string), finite and >= 0. The one rule for a given or a stored tau."""
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not (0 <= tau < float("inf")):
+        raise ValueError(f"sharp_guard must be a number of grey levels >= 0 (0 = off), got {tau!r}")
+    return float(tau)
+
+
+def inference_label(self_ensemble: bool, sharp_guard: float) -> str:
+    """", mirror self-ensemble, sharp-frame guard TAU" (the parts that apply): how a model was
+    run, as result records and console lines name it."""
+    return ((", mirror self-ensemble" if self_ensemble else "")
+            + (f", sharp-frame guard {float(sharp_guard):g}" if sharp_guard else ""))
 
 
 def stored_inference(path) -> dict:
@@ -430,10 +440,12 @@ def stored_inference(path) -> dict:
     tau = meta.get("sharp_guard", 0.0)
     if not isinstance(ens, bool):
         raise CheckpointDamaged(f"{src}: its self_ensemble entry {ens!r} is not true or false")
-    if not _is_tau(tau):
+    try:
+        tau = check_sharp_guard(tau)
+    except ValueError:
         raise CheckpointDamaged(f"{src}: its sharp_guard entry {tau!r} is not a number of grey "
-                                f"levels >= 0")
-    out.update(self_ensemble=ens, sharp_guard=float(tau))
+                                f"levels >= 0") from None
+    out.update(self_ensemble=ens, sharp_guard=tau)
     return out
 
 
@@ -442,11 +454,11 @@ def inference_settings(path, self_ensemble: bool | None = None,
     """(self-ensemble, sharp-frame guard tau) to run `path` with: each value given, else what
     the checkpoint stores (`stored_inference`). The one rule every command follows.
     ValueError for a given tau that is not a finite number >= 0."""
-    if sharp_guard is not None and not _is_tau(sharp_guard):
-        raise ValueError(f"sharp_guard must be a number of grey levels >= 0 (0 = off), got {sharp_guard!r}")
+    if sharp_guard is not None:
+        sharp_guard = check_sharp_guard(sharp_guard)
     stored = stored_inference(path)
     return (stored["self_ensemble"] if self_ensemble is None else bool(self_ensemble),
-            stored["sharp_guard"] if sharp_guard is None else float(sharp_guard))
+            stored["sharp_guard"] if sharp_guard is None else sharp_guard)
 
 
 def inference_meta(self_ensemble: bool, sharp_guard: float) -> dict:
@@ -477,11 +489,10 @@ def model_record(path, config: NetworkConfig, step: int, self_ensemble: bool = F
     mix = _interpolation_of(p)
     line = f"{name}, {_provenance_line(mix, step)}, --face {config.face}, {config.channels} channels"
     extra = {}
+    line += inference_label(self_ensemble, sharp_guard)
     if self_ensemble:
-        line += ", mirror self-ensemble"
         extra["self_ensemble"] = True
     if sharp_guard:
-        line += f", sharp-frame guard {float(sharp_guard):g}"
         extra["sharp_guard"] = float(sharp_guard)
     if mix:
         extra["interpolated"] = mix

@@ -24,7 +24,7 @@ from deblur.network import (coeff_patch, crop_back, image_channels, pad_to_valid
                             uses_render)
 from common.errors import Interrupted
 from common.fileio import InputError, read_coeff, read_image, write_image, write_text
-from deblur.checkpoint import read_model_record, write_model_record
+from deblur.checkpoint import check_sharp_guard, read_model_record, write_model_record
 
 
 class NonFiniteOutput(InputError):
@@ -180,14 +180,6 @@ class Deblurrer:
         if meta["rot"]:
             out = out.transpose(1, 0, 2)
         return np.clip(out, 0.0, 1.0)
-
-
-def check_sharp_guard(tau) -> float:
-    """tau as a float; ValueError unless it is a finite number >= 0."""
-    t = float(tau)
-    if not np.isfinite(t) or t < 0:
-        raise ValueError(f"sharp_guard must be a number of grey levels >= 0 (0 = off), got {tau!r}")
-    return t
 
 
 def apply_sharp_guard(restored: np.ndarray, centre: np.ndarray, tau: float) -> np.ndarray:

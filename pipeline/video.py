@@ -710,7 +710,7 @@ class Pipeline:
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs: CUDA probing noise on CPUs; failures raise
         from common.flags import select_gpu
-        from deblur.checkpoint import inference_settings, load_generator, resolve
+        from deblur.checkpoint import inference_label, inference_settings, load_generator, resolve
         from deblur.inference import Deblurrer
         from deblur.precision import gpu_note, precision_note, precision_scope
 
@@ -735,7 +735,7 @@ class Pipeline:
             self.say("    " + line)
         source = resolve(o.checkpoint)[1]
         use_ens, tau = inference_settings(source, o.self_ensemble, o.sharp_guard)
-        ens = (", mirror self-ensemble" if use_ens else "") + (f", sharp-frame guard {tau:g}" if tau else "")
+        ens = inference_label(use_ens, tau)
         self.say(f"    network {source} ({provenance(source, step)}): {cfg.to_dict()}, precision {precision}"
                  f"{' (auto)' if o.precision == 'auto' else ''}, {'XLA' if o.xla else 'no XLA'}, batch {o.batch}{ens}")
         self._note([f"network: {source}, precision {precision}{ens}"])

@@ -97,6 +97,12 @@ def test_checkpoint_stores_tau_and_run_model_uses_it_unless_told(tmp_path, net):
     assert ckpt.inference_settings(exported, True, 0.0) == (True, 0.0)
     with pytest.raises(ValueError):
         ckpt.inference_settings(exported, None, -1.0)
+    for bad in (True, "1", float("inf"), float("nan")):  # one rule for given and stored values
+        with pytest.raises(ValueError):
+            ckpt.check_sharp_guard(bad)
+    assert ckpt.check_sharp_guard(np.float32(0.5)) == 0.5
+    assert ckpt.inference_label(True, 1.0) == ", mirror self-ensemble, sharp-frame guard 1"
+    assert ckpt.inference_label(False, 0.0) == ""
     # a re-export keeps it; --sharp_guard 0 stores none
     again = tmp_path / "again.npz"
     assert run_model.main(["--phase", "export", "--checkpoint", str(exported), "--output_path", str(again)]) == 0
